@@ -1,0 +1,1 @@
+"""MobileUViTSegment core: models, inference, training and command line; never imports slicer or Qt."""

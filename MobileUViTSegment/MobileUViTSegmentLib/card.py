@@ -1,0 +1,239 @@
+"""Model cards: everything the engine, the panel and a reader need to know about one shipped model.
+
+A card is a JSON file validated by ``card.schema.json``; this module turns it into typed, immutable objects. Nothing
+about a model lives in code: labels, colours, terminology, the architecture and its config, the input space
+(spacing, orientation, intensity normalisation, patch size), the weights file and its sha256, licences, the training
+command and split, and measured figures all come from the card.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Optional
+
+import jsonschema
+
+from .errors import ModelError
+
+SCHEMA_FILE = "card.schema.json"
+CARD_SUFFIX = ".card.json"
+
+
+@dataclass(frozen=True)
+class Code:
+    """A coded concept (DICOM style): coding scheme designator, code value and code meaning."""
+
+    scheme: str
+    value: str
+    meaning: str
+
+    @classmethod
+    def from_dict(cls, data: Optional[dict]) -> Optional[Code]:
+        return None if data is None else cls(data["scheme"], data["value"], data["meaning"])
+
+    def slicer_text(self) -> str:
+        return f"{self.scheme}^{self.value}^{self.meaning}"
+
+
+@dataclass(frozen=True)
+class Terminology:
+    """SNOMED CT coding of a segment, as Slicer's terminology and DICOM SEG expect it."""
+
+    category: Code
+    type: Code
+    type_modifier: Optional[Code] = None
+    anatomic_region: Optional[Code] = None
+    anatomic_region_modifier: Optional[Code] = None
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Terminology:
+        return cls(
+            category=Code.from_dict(data["category"]),
+            type=Code.from_dict(data["type"]),
+            type_modifier=Code.from_dict(data.get("type_modifier")),
+            anatomic_region=Code.from_dict(data.get("anatomic_region")),
+            anatomic_region_modifier=Code.from_dict(data.get("anatomic_region_modifier")),
+        )
+
+    def slicer_entry(self) -> str:
+        """Serialise as Slicer's ``TerminologyEntry`` segment tag (the format .seg.nrrd files store)."""
+
+        def text(code: Optional[Code]) -> str:
+            return code.slicer_text() if code else "^^"
+
+        return "~".join([
+            "Segmentation category and type - 3D Slicer General Anatomy list",
+            text(self.category), text(self.type), text(self.type_modifier),
+            "Anatomic codes - DICOM master list",
+            text(self.anatomic_region), text(self.anatomic_region_modifier),
+        ])
+
+
+@dataclass(frozen=True)
+class LabelSpec:
+    value: int
+    name: str
+    color: tuple[int, int, int]
+    terminology: Terminology
+
+    @property
+    def color_float(self) -> tuple[float, float, float]:
+        return tuple(channel / 255.0 for channel in self.color)
+
+
+@dataclass(frozen=True)
+class IntensitySpec:
+    """How raw voxel values become network inputs.
+
+    ``zscore``: subtract the image mean, divide by its standard deviation (MRI).
+    ``window``: clip to [lower, upper] and scale to [0, 1] (CT in Hounsfield units).
+    ``unit``: divide by 255 (8-bit photographs and ultrasound).
+    """
+
+    method: str
+    lower: Optional[float] = None
+    upper: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    spatial_dims: int
+    channels: int
+    spacing: Optional[tuple[float, ...]]
+    orientation: Optional[str]
+    intensity: IntensitySpec
+    patch_size: tuple[int, ...]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class PostprocessingSpec:
+    largest_component: bool = True
+    fill_holes: bool = True
+
+
+@dataclass(frozen=True)
+class InferenceSpec:
+    overlap: float = 0.5
+    sw_batch_size: int = 2
+    postprocessing: PostprocessingSpec = field(default_factory=PostprocessingSpec)
+
+
+@dataclass(frozen=True)
+class WeightsSpec:
+    file: str
+    sha256: str
+    size: int
+    dtype: str = "float32"
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    id: str
+    version: str
+    title: str
+    description: str
+    task: str
+    modality: str
+    labels: tuple[LabelSpec, ...]
+    architecture: str
+    architecture_config: dict[str, Any]
+    input: InputSpec
+    inference: InferenceSpec
+    weights: WeightsSpec
+    licenses: dict[str, str]
+    training: dict[str, Any]
+    metrics: dict[str, Any]
+    timings: dict[str, Any]
+    citations: tuple[str, ...]
+    folder: Path
+    raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+    @property
+    def weights_path(self) -> Path:
+        return self.folder / self.weights.file
+
+    @property
+    def num_classes(self) -> int:
+        """Output channels of the network: background plus one per label."""
+        return len(self.labels) + 1
+
+    def label_by_value(self, value: int) -> LabelSpec:
+        for label in self.labels:
+            if label.value == value:
+                return label
+        raise KeyError(value)
+
+
+@lru_cache(maxsize=1)
+def card_schema() -> dict:
+    from .resources import models_dir  # local import: resources imports nothing from here, but keeps start-up lean
+
+    return json.loads((models_dir() / SCHEMA_FILE).read_text(encoding="utf-8"))
+
+
+def validate_card_dict(data: dict, source: str) -> None:
+    try:
+        jsonschema.validate(data, card_schema())
+    except jsonschema.ValidationError as error:
+        where = "/".join(str(part) for part in error.absolute_path) or "(top level)"
+        raise ModelError(f"model card {source} is invalid at {where}: {error.message}") from error
+    values = [label["value"] for label in data["labels"]]
+    if sorted(values) != list(range(1, len(values) + 1)):
+        raise ModelError(f"model card {source}: label values must be 1..{len(values)}, got {values}")
+
+
+def card_from_dict(data: dict, folder: Path, source: str = "<memory>") -> ModelCard:
+    validate_card_dict(data, source)
+    spec = data["input"]
+    inference = data.get("inference", {})
+    return ModelCard(
+        id=data["id"],
+        version=data["version"],
+        title=data["title"],
+        description=data["description"],
+        task=data["task"],
+        modality=data["modality"],
+        labels=tuple(
+            LabelSpec(item["value"], item["name"], tuple(item["color"]), Terminology.from_dict(item["terminology"]))
+            for item in data["labels"]
+        ),
+        architecture=data["architecture"]["name"],
+        architecture_config=dict(data["architecture"].get("config", {})),
+        input=InputSpec(
+            spatial_dims=spec["spatial_dims"],
+            channels=spec["channels"],
+            spacing=tuple(spec["spacing"]) if spec.get("spacing") else None,
+            orientation=spec.get("orientation"),
+            intensity=IntensitySpec(**spec["intensity"]),
+            patch_size=tuple(spec["patch_size"]),
+            description=spec.get("description", ""),
+        ),
+        inference=InferenceSpec(
+            overlap=inference.get("overlap", 0.5),
+            sw_batch_size=inference.get("sw_batch_size", 2),
+            postprocessing=PostprocessingSpec(**inference.get("postprocessing", {})),
+        ),
+        weights=WeightsSpec(**data["weights"]),
+        licenses=dict(data["licenses"]),
+        training=dict(data.get("training", {})),
+        metrics=dict(data.get("metrics", {})),
+        timings=dict(data.get("timings", {})),
+        citations=tuple(data.get("citations", [])),
+        folder=folder,
+        raw=data,
+    )
+
+
+def load_card(path: Path) -> ModelCard:
+    """Read and validate one card file; the weights file is resolved next to it."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ModelError(f"model card {path} cannot be read: {error.strerror}") from error
+    except json.JSONDecodeError as error:
+        raise ModelError(f"model card {path} is not valid JSON: {error.msg} at line {error.lineno}") from error
+    return card_from_dict(data, path.parent, str(path))

@@ -1,0 +1,43 @@
+"""Entry point: builds the sub-command parser and turns user-facing errors into one line and an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Optional
+
+from ..errors import SegmentationError
+from . import train_command
+
+COMMANDS = [train_command]
+PROGRAM = "mobileuvit-segment"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROGRAM,
+        description="Lightweight medical image segmentation (Mobile U-ViT and relatives), the core of the "
+                    "MobileUViTSegment 3D Slicer extension.",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        command.add_parser(subparsers)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except SegmentationError as error:
+        print(f"{PROGRAM}: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print(f"{PROGRAM}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

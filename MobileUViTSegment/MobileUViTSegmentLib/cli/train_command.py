@@ -1,0 +1,74 @@
+"""``train``: train a model on a dataset folder and export its weights and card."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+import torch
+
+from ..training.dataset_folder import make_split, read_split, read_volume_dataset, write_split
+from ..training.export import export_model
+from ..training.recipe import Recipe
+from ..training.trainer import Trainer, prepare_cases
+from .devices import CHOICES, resolve_device
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train", help="train a model on a dataset folder (nnU-Net layout)",
+        description="Train a segmentation model. DATASET holds dataset.json, imagesTr/ and labelsTr/. The run is "
+                    "checkpointed after every epoch and resumes where it stopped when started again with the same "
+                    "output folder. At the end it writes <id>.safetensors, <id>.card.json (the model card) and "
+                    "<id>.split.json into OUTPUT.",
+    )
+    parser.add_argument("dataset", type=Path, help="dataset folder")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="output folder (checkpoints, log, model)")
+    parser.add_argument("--recipe", type=Path, help="recipe JSON (card template + training settings); "
+                                                    "default: derived from the dataset")
+    parser.add_argument("--model-id", default=None, help="id of the model when no recipe is given")
+    parser.add_argument("--split", type=Path, help="split JSON with 'train' and 'validation' case lists")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--learning-rate", type=float)
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--validation-every", type=int)
+    parser.add_argument("--device", choices=CHOICES, default="auto")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch")
+    parser.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start over")
+    parser.set_defaults(handler=run)
+
+
+def recorded_command(argv: list[str]) -> str:
+    """The command as a user would type it to reproduce the run."""
+    return shlex.join(["mobileuvit-segment", *argv])
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dataset = read_volume_dataset(args.dataset)
+    recipe = Recipe.from_file(args.recipe) if args.recipe else Recipe.from_dataset(
+        dataset, args.model_id or f"{dataset.folder.name.lower()}-model")
+    training = recipe.training.with_overrides(epochs=args.epochs, batch_size=args.batch_size,
+                                              learning_rate=args.learning_rate, seed=args.seed,
+                                              validation_every=args.validation_every)
+    recipe = Recipe(card=recipe.card, training=training)
+    labelled = [case.name for case in dataset.cases if case.label is not None]
+    split = (read_split(args.split, set(labelled)) if args.split
+             else make_split(labelled, training.validation_fraction, training.seed))
+    args.output.mkdir(parents=True, exist_ok=True)
+    split_file = args.output / f"{recipe.card['id']}.split.json"
+    write_split(split, split_file, seed=None if args.split else training.seed, source=dataset.folder.name)
+    device = resolve_device(args.device)
+    print(f"training {recipe.card['id']} on {device}: {len(split['train'])} training, "
+          f"{len(split['validation'])} validation cases, {training.epochs} epochs", flush=True)
+    trainer = Trainer(recipe, dataset, split, args.output, device, log=lambda line: print(line, flush=True),
+                      show_progress=sys.stderr.isatty())
+    network = trainer.run(resume=not args.restart)
+    validation_cases = prepare_cases(dataset, split["validation"], recipe)
+    card_path = export_model(trainer, network, split_file, recorded_command(sys.argv[1:]), validation_cases)
+    print(f"model card written to {card_path}")
+    return 0

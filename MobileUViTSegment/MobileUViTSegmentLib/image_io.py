@@ -1,0 +1,112 @@
+"""Reading and writing images through SimpleITK, with user-facing errors and atomic writes.
+
+Supported inputs: any single file SimpleITK reads (NRRD, NIfTI, MHA/MHD, PNG, JPEG, BMP, TIFF, ...) and a folder that
+holds one DICOM series. PNG/JPEG/BMP load as single-slice 2D images (RGB as a 3-component vector image).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import SimpleITK as sitk
+
+from .errors import InputError, OutputError
+
+IMAGE_2D_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".seg.nrrd")
+
+
+def full_suffix(path: Path) -> str:
+    """The suffix that decides the format (``.nii.gz`` and ``.seg.nrrd`` count as one)."""
+    name = path.name.lower()
+    for double in (".seg.nrrd", ".nii.gz"):
+        if name.endswith(double):
+            return double
+    return path.suffix.lower()
+
+
+def stem(path: Path) -> str:
+    """The file name without its (possibly double) suffix."""
+    suffix = full_suffix(path)
+    return path.name[: len(path.name) - len(suffix)] if suffix else path.name
+
+
+def _first_line(error: Exception) -> str:
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    # ITK messages start with a file/line location; the description is the last meaningful line.
+    for line in reversed(lines):
+        if line.lower().startswith("description:"):
+            return line.split(":", 1)[1].strip()
+    return lines[-1] if lines else type(error).__name__
+
+
+def _read_dicom_series(folder: Path) -> sitk.Image:
+    reader = sitk.ImageSeriesReader()
+    series_ids = reader.GetGDCMSeriesIDs(str(folder))
+    if not series_ids:
+        raise InputError(f"{folder} is a folder without a DICOM series; give an image file or a DICOM folder")
+    if len(series_ids) > 1:
+        raise InputError(f"{folder} holds {len(series_ids)} DICOM series; give a folder with exactly one")
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder), series_ids[0]))
+    return reader.Execute()
+
+
+def read_image(path: str | os.PathLike) -> sitk.Image:
+    """Read an image file or a DICOM series folder; raise :class:`InputError` with one clear line otherwise."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"input {path} does not exist")
+    try:
+        if path.is_dir():
+            return _read_dicom_series(path)
+        if path.stat().st_size == 0:
+            raise InputError(f"input {path} is an empty file")
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        reader.ReadImageInformation()
+        return reader.Execute()
+    except InputError:
+        raise
+    except PermissionError as error:
+        raise InputError(f"input {path} cannot be read: permission denied") from error
+    except RuntimeError as error:
+        raise InputError(f"input {path} cannot be read as an image: {_first_line(error)}") from error
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` and move it into place only if the block succeeds.
+
+    A crash or a cancel therefore never leaves a half-written result, and an existing file is replaced in one step.
+    """
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise OutputError(f"output folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise OutputError(f"output folder {folder} is not writable")
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{stem(path)}.", suffix=f".partial{full_suffix(path)}",
+                                             dir=folder)
+    os.close(descriptor)
+    temporary_path = Path(temporary)
+    try:
+        yield temporary_path
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary_path, 0o666 & ~umask)  # mkstemp makes files private; results follow the user's umask
+        os.replace(temporary_path, path)
+    finally:
+        temporary_path.unlink(missing_ok=True)
+
+
+def write_image(image: sitk.Image, path: str | os.PathLike, *, compress: bool = True) -> None:
+    """Write ``image`` atomically; the format follows the file suffix."""
+    with atomic_output(path) as temporary:
+        try:
+            sitk.WriteImage(image, str(temporary), useCompression=compress)
+        except RuntimeError as error:
+            raise OutputError(f"cannot write {path}: {_first_line(error)}") from error

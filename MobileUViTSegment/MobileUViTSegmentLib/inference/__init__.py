@@ -1,0 +1,1 @@
+"""Inference: from an image file or array to a label map on the input grid."""

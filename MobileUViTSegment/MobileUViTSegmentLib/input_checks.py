@@ -1,0 +1,59 @@
+"""Checks that an image can be segmented by a model, each failing with one sentence that says what is wrong.
+
+They run before any network work, so a bad input costs nothing and nothing is written.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import SimpleITK as sitk
+
+from .card import InputSpec
+from .errors import InputError
+
+
+def check_geometry(image: sitk.Image, name: str) -> None:
+    size = image.GetSize()
+    if any(s == 0 for s in size):
+        raise InputError(f"{name} is empty (size {size})")
+    spacing = image.GetSpacing()
+    if any(not math.isfinite(s) or s <= 0 for s in spacing):
+        raise InputError(f"{name} has an invalid voxel spacing {spacing}; every spacing must be positive")
+    direction = np.asarray(image.GetDirection(), dtype=float).reshape(image.GetDimension(), image.GetDimension())
+    if not np.all(np.isfinite(direction)) or abs(abs(np.linalg.det(direction)) - 1) > 1e-3:
+        raise InputError(f"{name} has an invalid direction matrix (not a rotation)")
+    if not all(math.isfinite(o) for o in image.GetOrigin()):
+        raise InputError(f"{name} has a non-finite origin {image.GetOrigin()}")
+
+
+def check_compatible(image: sitk.Image, spec: InputSpec, name: str) -> None:
+    """Dimension and channel checks for the model's input specification."""
+    dimension, components = image.GetDimension(), image.GetNumberOfComponentsPerPixel()
+    if dimension == 4 or (dimension == 3 and image.GetSize()[2] > 1 and components > 4):
+        raise InputError(f"{name} is a 4D (time series or multi-volume) image; this model segments one "
+                         f"{spec.spatial_dims}D image at a time, so extract a single frame first")
+    if dimension > 4:
+        raise InputError(f"{name} has {dimension} dimensions; only 2D and 3D images are supported")
+    if spec.spatial_dims == 3:
+        if dimension == 2 or image.GetSize()[2] == 1:
+            raise InputError(f"{name} is a single 2D slice but this model needs a 3D volume")
+    if image.GetPixelID() in (sitk.sitkComplexFloat32, sitk.sitkComplexFloat64):
+        raise InputError(f"{name} has complex-valued voxels; give a magnitude image")
+    if components > 1:
+        if spec.channels == 1:
+            raise InputError(f"{name} is an RGB/vector image with {components} components but this model needs a "
+                             "single-channel (grey) image")
+        if components != spec.channels:
+            raise InputError(f"{name} has {components} components per voxel; this model needs {spec.channels}")
+
+
+def check_values(array: np.ndarray, name: str) -> None:
+    """Refuse NaN/infinite voxels and constant images (there is nothing to segment in them)."""
+    finite = np.isfinite(array)
+    if not finite.all():
+        raise InputError(f"{name} contains {int((~finite).sum())} NaN or infinite voxels")
+    low, high = float(array.min()), float(array.max())
+    if low == high:
+        raise InputError(f"{name} is constant (every voxel is {low:g}); there is nothing to segment")

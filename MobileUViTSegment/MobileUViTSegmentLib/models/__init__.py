@@ -1,0 +1,7 @@
+"""Network architectures, registered by name (see :mod:`.registry`)."""
+
+from . import mobile_u_vit  # noqa: F401  (registers the Mobile U-ViT factories)
+from .mobile_u_vit import MobileUViT, MobileUViTConfig
+from .registry import create_model, list_models, register_model
+
+__all__ = ["MobileUViT", "MobileUViTConfig", "create_model", "list_models", "register_model"]

@@ -1,0 +1,1 @@
+"""Training: dataset layout, augmentation, the training loop, checkpoints and model export."""

@@ -1,0 +1,112 @@
+"""The training-data layout ``train`` reads, and the recorded train/validation split.
+
+Volumes follow nnU-Net's raw layout::
+
+    DATASET/dataset.json          {"labels": {"0": "background", "1": "...", ...}, "modality": {"0": "MRI"}, ...}
+    DATASET/imagesTr/<case>.nii.gz       (nnU-Net's "<case>_0000.nii.gz" is accepted too)
+    DATASET/labelsTr/<case>.nii.gz
+
+Any format SimpleITK reads works in place of ``.nii.gz``. A split file is JSON ``{"train": [...], "validation":
+[...]}`` of case names; ``train`` writes the one it used next to the model so that anyone can re-run it.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from ..errors import DatasetError
+from ..image_io import VOLUME_SUFFIXES, full_suffix, stem
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    image: Path
+    label: Optional[Path]
+
+
+@dataclass(frozen=True)
+class VolumeDataset:
+    folder: Path
+    cases: tuple[Case, ...]
+    labels: dict[int, str]
+    modality: str
+    description: dict
+
+    def case(self, name: str) -> Case:
+        for case in self.cases:
+            if case.name == name:
+                return case
+        raise DatasetError(f"case {name!r} is not in {self.folder}")
+
+
+def _case_name(path: Path) -> str:
+    name = stem(path)
+    return name[:-5] if name.endswith("_0000") else name
+
+
+def read_volume_dataset(folder: str | Path) -> VolumeDataset:
+    folder = Path(folder)
+    description_file = folder / "dataset.json"
+    if not description_file.is_file():
+        raise DatasetError(f"{folder} has no dataset.json (expected the nnU-Net layout: dataset.json, imagesTr/, "
+                           "labelsTr/)")
+    try:
+        description = json.loads(description_file.read_text(encoding="utf-8"))
+        labels = {int(value): str(name) for value, name in description["labels"].items()}
+    except (json.JSONDecodeError, KeyError, ValueError, AttributeError) as error:
+        raise DatasetError(f"{description_file} must hold a 'labels' object mapping values to names") from error
+    if sorted(labels) != list(range(len(labels))):
+        raise DatasetError(f"{description_file}: label values must be 0..N-1, got {sorted(labels)}")
+    images_dir, labels_dir = folder / "imagesTr", folder / "labelsTr"
+    if not images_dir.is_dir():
+        raise DatasetError(f"{folder} has no imagesTr/ folder")
+    label_files = ({_case_name(path): path for path in labels_dir.iterdir() if full_suffix(path) in VOLUME_SUFFIXES}
+                   if labels_dir.is_dir() else {})
+    cases = []
+    for image in sorted(images_dir.iterdir()):
+        if full_suffix(image) not in VOLUME_SUFFIXES or image.name.startswith("."):
+            continue
+        name = _case_name(image)
+        cases.append(Case(name, image, label_files.get(name)))
+    if not cases:
+        raise DatasetError(f"{images_dir} holds no images")
+    modality = str(description.get("modality", {}).get("0", "")) if isinstance(description.get("modality"), dict) \
+        else str(description.get("modality", ""))
+    return VolumeDataset(folder, tuple(cases), labels, modality, description)
+
+
+def make_split(names: list[str], validation_fraction: float, seed: int) -> dict[str, list[str]]:
+    """Shuffle with ``seed`` and hold out ``validation_fraction`` of the cases (at least one)."""
+    if not 0 < validation_fraction < 1:
+        raise DatasetError(f"validation fraction must be between 0 and 1, got {validation_fraction}")
+    shuffled = sorted(names)
+    random.Random(seed).shuffle(shuffled)
+    count = max(1, round(len(shuffled) * validation_fraction))
+    return {"train": sorted(shuffled[count:]), "validation": sorted(shuffled[:count])}
+
+
+def read_split(path: str | Path, known: set[str]) -> dict[str, list[str]]:
+    path = Path(path)
+    try:
+        split = json.loads(path.read_text(encoding="utf-8"))
+        train, validation = list(split["train"]), list(split["validation"])
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
+        raise DatasetError(f"{path} is not a split file with 'train' and 'validation' lists") from error
+    unknown = sorted(set(train + validation) - known)
+    if unknown:
+        raise DatasetError(f"{path} names cases that are not in the dataset: {', '.join(unknown[:5])}")
+    overlap = sorted(set(train) & set(validation))
+    if overlap:
+        raise DatasetError(f"{path} puts cases in both train and validation: {', '.join(overlap[:5])}")
+    return {"train": train, "validation": validation}
+
+
+def write_split(split: dict[str, list[str]], path: str | Path, *, seed: Optional[int] = None,
+                source: str = "") -> None:
+    payload = {"source": source, "seed": seed, "train": split["train"], "validation": split["validation"]}
+    Path(path).write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
