@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from typing import Optional
 
 from ..errors import SegmentationError
-from . import train_command
+from . import train_command, worker_command
 
-COMMANDS = [train_command]
+COMMANDS = [train_command, worker_command]
 PROGRAM = "mobileuvit-segment"
 
 

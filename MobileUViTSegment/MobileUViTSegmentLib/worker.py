@@ -1,0 +1,123 @@
+"""A long-lived worker process that segments files on request: Slicer's Logic talks to it so torch never runs in
+Slicer's GUI process.
+
+Protocol: JSON lines. Requests arrive on stdin, events leave on stdout (stdout carries nothing else; logs and
+warnings go to stderr). Started with ``python -m MobileUViTSegmentLib worker``.
+
+Requests::
+
+    {"type": "segment", "id": "r1", "input": "/tmp/in.nrrd", "output": "/tmp/labels.nrrd",
+     "model": "hippocampus-mri", "device": "auto", "postprocess": null}
+    {"type": "ping", "id": "p1"}
+    {"type": "shutdown"}
+
+Events::
+
+    {"event": "ready", "version": "...", "device": "cpu", "devices": "no CUDA GPU detected; CPU only"}
+    {"event": "progress", "id": "r1", "stage": "inferring", "fraction": 0.42, "message": "..."}
+    {"event": "done", "id": "r1", "output": "/tmp/labels.nrrd", "device": "cpu", "timings": {...},
+     "labels": [{"value": 1, "name": "...", "color": [r, g, b], "terminology": "<Slicer TerminologyEntry>"}]}
+    {"event": "error", "id": "r1", "kind": "InputError", "message": "one clear sentence"}
+    {"event": "pong", "id": "p1"}
+
+Cancelling is killing the process: the output is written atomically, so a killed worker leaves no partial file,
+and the client starts a fresh worker for the next run. Loaded models are cached between requests.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import IO, Any, Optional
+
+import torch
+
+from .catalog import Catalog
+from .cli.devices import describe_devices, resolve_device
+from .errors import SegmentationError
+from .image_io import read_image
+from .inference.engine import SegmentationOptions, Segmenter
+from .outputs import write_result
+from .progress import Progress
+
+PROTOCOL_VERSION = "1"
+
+
+class Worker:
+    def __init__(self, output: IO[str], catalog: Optional[Catalog] = None):
+        self.output = output
+        self.catalog = catalog or Catalog()
+        self.segmenters: dict[tuple[str, str], Segmenter] = {}
+
+    def emit(self, event: str, **fields: Any) -> None:
+        self.output.write(json.dumps({"event": event, **fields}) + "\n")
+        self.output.flush()
+
+    def segmenter(self, model: str, device: torch.device) -> Segmenter:
+        card = self.catalog.get(model)
+        key = (str(card.weights_path), str(device))
+        if key not in self.segmenters:
+            self.segmenters[key] = Segmenter(card, device)
+        return self.segmenters[key]
+
+    def segment(self, request: dict) -> None:
+        request_id = request.get("id", "")
+        started = time.perf_counter()
+
+        def progress(update: Progress) -> None:
+            self.emit("progress", id=request_id, stage=update.stage, fraction=update.fraction,
+                      message=update.message)
+
+        self.emit("progress", id=request_id, stage="loading", fraction=0.0, message="loading the model")
+        device = resolve_device(request.get("device", "auto"))
+        segmenter = self.segmenter(request["model"], device)
+        image = read_image(request["input"])
+        options = SegmentationOptions(postprocess=request.get("postprocess"))
+        result = segmenter.segment(image, options=options, progress=progress, name="the input volume")
+        write_result(result.labels, result.card, Path(request["output"]))
+        labels = [{"value": label.value, "name": label.name, "color": list(label.color),
+                   "terminology": label.terminology.slicer_entry()} for label in result.card.labels]
+        self.emit("done", id=request_id, output=request["output"], device=result.device, labels=labels,
+                  model=result.card.id, timings={**result.timings, "total": round(time.perf_counter() - started, 3)})
+
+    def handle(self, request: dict) -> bool:
+        """Handle one request; return False when the worker should stop."""
+        kind = request.get("type")
+        if kind == "shutdown":
+            return False
+        if kind == "ping":
+            self.emit("pong", id=request.get("id", ""))
+            return True
+        if kind != "segment":
+            self.emit("error", id=request.get("id", ""), kind="ProtocolError", message=f"unknown request {kind!r}")
+            return True
+        try:
+            self.segment(request)
+        except SegmentationError as error:
+            self.emit("error", id=request.get("id", ""), kind=type(error).__name__, message=str(error))
+        except KeyError as error:
+            self.emit("error", id=request.get("id", ""), kind="ProtocolError", message=f"request lacks {error}")
+        except Exception as error:  # a bug: report it, keep serving, keep the traceback on stderr
+            traceback.print_exc(file=sys.stderr)
+            self.emit("error", id=request.get("id", ""), kind=type(error).__name__,
+                      message=f"internal error: {error}")
+        return True
+
+
+def serve(input_stream: IO[str] = sys.stdin, output_stream: IO[str] = sys.stdout) -> int:
+    worker = Worker(output_stream)
+    worker.emit("ready", version=PROTOCOL_VERSION, device=str(resolve_device("auto")), devices=describe_devices())
+    for line in input_stream:
+        if not line.strip():
+            continue
+        try:
+            request = json.loads(line)
+        except json.JSONDecodeError:
+            worker.emit("error", id="", kind="ProtocolError", message="request is not JSON")
+            continue
+        if not worker.handle(request):
+            break
+    return 0
