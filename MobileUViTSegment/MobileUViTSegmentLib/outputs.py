@@ -20,6 +20,7 @@ from .spatial import label_to_array
 
 FORMATS = {"seg.nrrd": ".seg.nrrd", "nii.gz": ".nii.gz", "nrrd": ".nrrd", "png": ".png"}
 LABEL_MAP_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
+SUPPORTED_SUFFIXES = (".seg.nrrd", ".png", *LABEL_MAP_SUFFIXES)
 
 
 def as_volume(labels: sitk.Image) -> sitk.Image:

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from typing import Optional
 
 from ..errors import SegmentationError
-from . import train_command, worker_command
+from . import demo_command, evaluate_command, models_command, segment_command, train_command, worker_command
 
-COMMANDS = [train_command, worker_command]
+COMMANDS = [segment_command, models_command, evaluate_command, train_command, demo_command, worker_command]
 PROGRAM = "mobileuvit-segment"
 
 
@@ -28,7 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv  # commands record how they were called (model cards keep the exact command)
     try:
         return int(args.handler(args) or 0)
     except SegmentationError as error:

@@ -69,6 +69,6 @@ def run(args: argparse.Namespace) -> int:
                       show_progress=sys.stderr.isatty())
     network = trainer.run(resume=not args.restart)
     validation_cases = prepare_cases(dataset, split["validation"], recipe)
-    card_path = export_model(trainer, network, split_file, recorded_command(sys.argv[1:]), validation_cases)
+    card_path = export_model(trainer, network, split_file, recorded_command(args.argv), validation_cases)
     print(f"model card written to {card_path}")
     return 0
