@@ -34,7 +34,8 @@ def _surface_distances(source: sitk.Image, target: sitk.Image) -> np.ndarray:
     # inside and outside, so sampling it on the source's boundary voxels gives the directed surface distances.
     distance = sitk.Abs(sitk.SignedMaurerDistanceMap(target, squaredDistance=False, useImageSpacing=True,
                                                      insideIsPositive=False))
-    contour = sitk.GetArrayViewFromImage(sitk.LabelContour(source, fullyConnected=True)) > 0
+    # A copy, not a view: the contour image is a temporary and would be freed under a view.
+    contour = sitk.GetArrayFromImage(sitk.LabelContour(source, fullyConnected=True)) > 0
     return sitk.GetArrayViewFromImage(distance)[contour]
 
 

@@ -51,12 +51,13 @@ def terminology_dict(label) -> dict:
     def code(value):
         return [value.scheme, value.value, value.meaning]
 
+    # The same entry Slicer writes (and Terminology.slicer_entry() produces): context names always present.
     entry = {"contextName": "Segmentation category and type - 3D Slicer General Anatomy list",
-             "category": code(terminology.category), "type": code(terminology.type)}
+             "category": code(terminology.category), "type": code(terminology.type),
+             "anatomicContextName": "Anatomic codes - DICOM master list"}
     if terminology.type_modifier:
         entry["typeModifier"] = code(terminology.type_modifier)
     if terminology.anatomic_region:
-        entry["anatomicContextName"] = "Anatomic codes - DICOM master list"
         entry["anatomicRegion"] = code(terminology.anatomic_region)
         if terminology.anatomic_region_modifier:
             entry["anatomicRegionModifier"] = code(terminology.anatomic_region_modifier)

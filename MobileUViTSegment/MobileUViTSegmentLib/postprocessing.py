@@ -24,7 +24,7 @@ def largest_component(mask: np.ndarray, reference: sitk.Image) -> np.ndarray:
 
 
 def filled(mask: np.ndarray, reference: sitk.Image) -> np.ndarray:
-    return sitk.GetArrayViewFromImage(sitk.BinaryFillhole(_mask_image(mask, reference))).astype(bool)
+    return sitk.GetArrayFromImage(sitk.BinaryFillhole(_mask_image(mask, reference))).astype(bool)  # copy: temporary
 
 
 def postprocess_labels(labels: sitk.Image, values: Iterable[int], *, keep_largest: bool = True,

@@ -1,0 +1,50 @@
+"""Shared pytest set-up: import path, thread count, and where the shared real data lives.
+
+Tests on real data find it through ``MOBILEUVIT_DATA`` (default ``<repository>/../shared/data``) and skip with a
+clear reason when it is absent.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+MODULE_DIR = REPOSITORY / "MobileUViTSegment"
+if str(MODULE_DIR) not in sys.path:
+    sys.path.insert(0, str(MODULE_DIR))  # the suite runs from a checkout, installed or not
+
+import torch  # noqa: E402
+
+torch.set_num_threads(int(os.environ.get("MOBILEUVIT_TEST_THREADS", "2")))
+
+
+def shared_data_dir() -> Path:
+    return Path(os.environ.get("MOBILEUVIT_DATA", REPOSITORY.parent / "shared" / "data")).resolve()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    folder = shared_data_dir()
+    if not folder.is_dir():
+        pytest.skip(f"shared data not found at {folder} (set MOBILEUVIT_DATA)")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def hippocampus_dataset(shared_data: Path) -> Path:
+    folder = shared_data / "hippocampus"
+    if not (folder / "dataset.json").is_file():
+        pytest.skip(f"hippocampus data not found in {folder}")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def shared_volumes(shared_data: Path) -> Path:
+    folder = shared_data / "volumes"
+    if not folder.is_dir():
+        pytest.skip(f"volumes not found in {folder}")
+    return folder
