@@ -1,0 +1,49 @@
+"""The Slicer side of MobileUViTSegment that needs MRML but not Qt, so it is tested against real MRML nodes.
+
+* :mod:`.segmentation_logic`: the Logic (start, poll, cancel, segment-and-wait) driving a worker process;
+* :mod:`.volume_export` / :mod:`.volume_files`: volume node → private temporary file with exact geometry;
+* :mod:`.result_import`: worker label map → named, coloured, terminology-coded segments on the input's grid;
+* :mod:`.processing_state`: the idle/starting/running/cancelling/importing/done/failed machine behind the panel;
+* :mod:`.dependencies` / :mod:`.dependency_installer`: what Slicer's Python lacks, and installing it after consent;
+* :mod:`.model_choices`, :mod:`.worker_launch`, :mod:`.messages`, :mod:`.signals`: small helpers.
+
+Names follow Slicer's camelCase where code takes or returns MRML nodes (the Slicer boundary) and PEP 8 in the
+plain-Python modules (state machine, dependencies, messages, signals).
+"""
+
+from .dependency_installer import DependencyError, DependencyInstaller
+from .model_choices import ModelChoice, ModelList, loadModelList
+from .processing_state import PanelView, ProcessingState, ProcessingStateMachine
+from .result_import import ImportedSegments, LabelDescription, ResultImportError, importLabelMap
+from .segmentation_logic import SegmentationFailed, SegmentationLogic, WorkerClientProtocol
+from .signals import Signal
+from .volume_export import WorkerFiles, exportVolumeForWorker, volumeProblem
+from .volume_files import loadVolumeFile, writeVolumeFile
+from .worker_launch import defaultWorkerFactory, pythonExecutable, workerCommand
+
+__all__ = [
+    "DependencyError",
+    "DependencyInstaller",
+    "ImportedSegments",
+    "LabelDescription",
+    "ModelChoice",
+    "ModelList",
+    "PanelView",
+    "ProcessingState",
+    "ProcessingStateMachine",
+    "ResultImportError",
+    "SegmentationFailed",
+    "SegmentationLogic",
+    "Signal",
+    "WorkerClientProtocol",
+    "WorkerFiles",
+    "defaultWorkerFactory",
+    "exportVolumeForWorker",
+    "importLabelMap",
+    "loadModelList",
+    "loadVolumeFile",
+    "pythonExecutable",
+    "volumeProblem",
+    "workerCommand",
+    "writeVolumeFile",
+]

@@ -1,0 +1,82 @@
+"""The models the panel offers, and the text that describes the selected one (description, licence, expected time).
+
+Reads the core's catalog (light modules only: JSON cards validated with jsonschema, no torch). The import is lazy
+and guarded because on a fresh Slicer the required packages are not installed yet; the panel then says so instead
+of failing to load.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    id: str
+    title: str
+    details: str
+
+
+@dataclass(frozen=True)
+class ModelList:
+    choices: list[ModelChoice] = field(default_factory=list)
+    defaultId: str = ""
+    problem: Optional[str] = None  # why the list could not be read, as one sentence
+
+    def find(self, modelId: str) -> Optional[ModelChoice]:
+        return next((choice for choice in self.choices if choice.id == modelId), None)
+
+
+def formatTimings(timings: Mapping[str, Any]) -> str:
+    """The card's measured seconds per case (``cpu_seconds_per_case``, ``gpu_seconds_per_case``) as one line."""
+    parts = []
+    for key, device in (("cpu_seconds_per_case", "CPU"), ("gpu_seconds_per_case", "GPU")):
+        seconds = timings.get(key)
+        if isinstance(seconds, (int, float)):
+            where = timings.get(f"{key}_measured_on")
+            parts.append(f"about {seconds:.1f} s on {device}" + (f" ({where})" if where else ""))
+    return "Expected time per case: " + ("; ".join(parts) if parts else "not measured yet") + "."
+
+
+def _formatDice(metrics: Mapping[str, Any]) -> Optional[str]:
+    for subset in ("test", "validation"):
+        figures = metrics.get(subset)
+        if isinstance(figures, Mapping) and isinstance(figures.get("mean_dice"), (int, float)):
+            return f"Mean Dice {figures['mean_dice']:.3f} on {figures.get('cases', '?')} {subset} cases."
+    return None
+
+
+def describeModel(card: Any) -> str:
+    """Plain text for the panel's model label, from a ``ModelCard``."""
+    licences = card.licenses
+    lines = [
+        card.description,
+        f"Labels: {', '.join(label.name for label in card.labels)}.",
+        f"Licence of the weights: {licences.get('weights', 'not stated')}. "
+        f"Training data: {licences.get('training_data', 'not stated')}.",
+        formatTimings(card.timings),
+    ]
+    dice = _formatDice(card.metrics)
+    if dice:
+        lines.append(dice)
+    return "\n".join(lines)
+
+
+def loadModelList(catalog: Optional[Any] = None) -> ModelList:
+    """The catalog's models, or an empty list with the reason when the catalog cannot be read."""
+    try:
+        from MobileUViTSegmentLib.catalog import DEFAULT_MODEL_ID, Catalog
+    except ImportError as error:
+        package = getattr(error, "name", None) or str(error)
+        return ModelList(problem=f"The model list needs the Python package '{package}'; click Segment to install "
+                                 "the required packages.")
+    try:
+        cards = (catalog or Catalog()).cards()
+    except Exception as error:  # a broken model folder must not break the panel
+        return ModelList(problem=f"The model catalog could not be read: {error}.")
+    choices = [ModelChoice(card.id, card.title, describeModel(card)) for card in cards]
+    ids = [choice.id for choice in choices]
+    default = DEFAULT_MODEL_ID if DEFAULT_MODEL_ID in ids else (ids[0] if ids else "")
+    return ModelList(choices, default, None if choices else "No models were found in the model folders.")
