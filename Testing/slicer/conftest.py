@@ -1,0 +1,65 @@
+"""Fixtures for the Slicer-side tests: real MRML scenes (slicer-core), sample and shared volumes, worker commands.
+
+Workers started by these tests use one PyTorch thread (the machines that run the suite are small and shared).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+slicer = pytest.importorskip("slicer", reason="slicer-core is not installed (pip install slicer-core vtk)")
+
+from MobileUViTSegmentLib.worker_client import WorkerClient  # noqa: E402
+from MobileUViTSegmentSlicer.sample_data import sampleLabelPath, sampleVolumePath  # noqa: E402
+from MobileUViTSegmentSlicer.volume_files import loadVolumeFile  # noqa: E402
+from MobileUViTSegmentSlicer.worker_launch import workerCommand  # noqa: E402
+
+SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def worker_environment(**extra: str) -> dict[str, str]:
+    return {**os.environ, **SINGLE_THREAD, **extra}
+
+
+def make_worker_client(**extra_environment: str) -> WorkerClient:
+    """A real worker client (not started yet) running this interpreter with one thread."""
+    return WorkerClient(workerCommand(python=sys.executable, threads=1), env=worker_environment(**extra_environment))
+
+
+@pytest.fixture
+def scene() -> Iterator[slicer.vtkMRMLScene]:
+    """A fresh scene with the Segmentations logic registered (which segmentation nodes need)."""
+    mrml_scene = slicer.vtkMRMLScene()
+    logic = slicer.vtkSlicerSegmentationsModuleLogic()
+    logic.SetMRMLScene(mrml_scene)
+    yield mrml_scene
+    mrml_scene.Clear(1)
+    del logic
+
+
+@pytest.fixture(scope="session")
+def sample_volume_path() -> Path:
+    return sampleVolumePath()
+
+
+@pytest.fixture(scope="session")
+def sample_label_path() -> Path:
+    return sampleLabelPath()
+
+
+@pytest.fixture
+def sample_volume(scene, sample_volume_path):
+    return loadVolumeFile(sample_volume_path, scene)
+
+
+@pytest.fixture(scope="session")
+def real_worker() -> Iterator[WorkerClient]:
+    """One real worker for the whole session (the model stays loaded between tests); never cancelled by tests."""
+    client = make_worker_client()
+    yield client
+    client.shutdown()
