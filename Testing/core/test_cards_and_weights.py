@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from MobileUViTSegmentLib.card import card_from_dict, load_card
 from MobileUViTSegmentLib.catalog import DEFAULT_MODEL_ID, Catalog
 from MobileUViTSegmentLib.errors import ModelError, WeightsError

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import slicerio
+
 from MobileUViTSegmentLib.catalog import DEFAULT_MODEL_ID
 from MobileUViTSegmentLib.cli import main
 from MobileUViTSegmentLib.resources import models_dir, sample_data_dir

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+
 from MobileUViTSegmentLib.card import InputSpec, IntensitySpec
 from MobileUViTSegmentLib.catalog import DEFAULT_MODEL_ID, Catalog
 from MobileUViTSegmentLib.image_io import read_image
@@ -114,3 +115,21 @@ def test_two_dimensional_models_keep_the_input_grid_without_resampling():
     prepared = prepare_image(image, spec)
     assert prepared.array.shape == (3, 90, 70)
     assert prepared.space.original is prepared.space.resampled
+
+
+def test_segment_on_every_shared_volume_writes_a_label_map_on_that_volumes_exact_grid(shared_volumes: Path,
+                                                                                      tmp_path: Path):
+    """The whole folder in one batch through the command line; overlap 0 keeps it fast (the geometry path is the
+    same at every overlap). NRRD output stores the grid in double precision, so the comparison is exact (NIfTI
+    would round spacing to float32)."""
+    from MobileUViTSegmentLib.cli import main
+
+    output = tmp_path / "out"
+    assert main(["segment", str(shared_volumes), "-o", str(output), "--format", "nrrd", "--overlap", "0",
+                 "--quiet"]) == 0
+    volumes = sorted(shared_volumes.iterdir())
+    assert len(volumes) >= 6
+    for volume in volumes:
+        image = read_image(volume)
+        name = volume.name.removesuffix(".nii.gz").removesuffix(".nrrd")
+        assert_same_grid(sitk.ReadImage(str(output / f"{name}.nrrd")), image)

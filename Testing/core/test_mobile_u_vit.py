@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from MobileUViTSegmentLib.models import MobileUViT, create_model, list_models
 
 OFFICIAL_PARAMETER_COUNTS = [

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import SimpleITK as sitk
+
 from MobileUViTSegmentLib.errors import InputError
 from MobileUViTSegmentLib.metrics import score_labels
 from MobileUViTSegmentLib.postprocessing import postprocess_labels

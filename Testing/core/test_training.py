@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from MobileUViTSegmentLib.card import load_card
 from MobileUViTSegmentLib.cli import main
 from MobileUViTSegmentLib.resources import models_dir, sample_data_dir

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import SimpleITK as sitk
+
 from MobileUViTSegmentLib.resources import sample_data_dir
 from MobileUViTSegmentLib.worker_client import WorkerClient, default_command
 
