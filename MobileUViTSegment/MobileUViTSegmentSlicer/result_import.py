@@ -10,9 +10,10 @@ Rules (the user's work always wins):
   cancelled run creates nothing. A new node sits beside the input volume in the subject hierarchy (when the scene has
   one) and under the same parent transform.
 * The reference image geometry is the input volume's, and the voxels are stored on exactly its grid: a result whose
-  header matches the volume within rounding gets the volume's matrix bit for bit; any other grid (e.g. an axis flipped
-  by Slicer's reader for a left-handed file) is mapped with nearest-neighbour resampling, exact when the voxel centres
-  coincide.
+  header matches the volume within rounding is handed over with the volume's own matrix (no resampling); any other
+  grid (e.g. an axis flipped by Slicer's reader for a left-handed file) is mapped with nearest-neighbour resampling,
+  exact when the voxel centres coincide. (Slicer keeps the reference geometry as text with 16 significant digits, so
+  an oblique matrix may come back one unit in the last place away.)
 * Importing is all or nothing: on any error the segments added so far (or the new node) are removed again.
 """
 
@@ -86,7 +87,8 @@ def outputSegmentationProblem(outputSegmentationNode: Optional[slicer.vtkMRMLSeg
     if outputSegmentationNode is None:
         return None
     name = outputSegmentationNode.GetName()
-    if (outputSegmentationNode.GetTransformNodeID() or "") != (inputVolumeNode.GetTransformNodeID() or ""):
+    # GetParentTransformNode, not GetTransformNodeID: the latter can fire a ModifiedEvent on the user's node.
+    if outputSegmentationNode.GetParentTransformNode() is not inputVolumeNode.GetParentTransformNode():
         return (f"The output segmentation '{name}' is under a different transform than the input volume; choose "
                 "another segmentation or create a new one.")
     segmentation = outputSegmentationNode.GetSegmentation()
@@ -146,7 +148,8 @@ def _newSegmentationNode(scene: slicer.vtkMRMLScene, inputVolumeNode: slicer.vtk
                          modelId: str) -> slicer.vtkMRMLSegmentationNode:
     node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{inputVolumeNode.GetName()} segmentation")
     node.CreateDefaultDisplayNodes()
-    node.SetAndObserveTransformNodeID(inputVolumeNode.GetTransformNodeID())
+    parentTransform = inputVolumeNode.GetParentTransformNode()
+    node.SetAndObserveTransformNodeID(parentTransform.GetID() if parentTransform else None)
     if modelId:
         node.SetAttribute(MODEL_ID_TAG, modelId)
     _placeBesideInSubjectHierarchy(node, inputVolumeNode, scene)

@@ -2,8 +2,9 @@
 
 The worker reads files, so the volume is written (uncompressed NRRD: fast, exact geometry) into a folder made with
 ``tempfile.mkdtemp`` (readable by the user only) and the whole folder is removed when the run ends, whatever the
-outcome. Only the checks that need the node are made here; what needs the voxels and the model (4D, RGB, constant,
-NaN, too small) is checked by the worker against the model card, so the rules live in one place.
+outcome. Only the checks that need the node are made here (including more than 3 components per voxel, which
+Slicer's writer cannot export); what needs the voxels and the model (RGB for a grey model, constant, NaN, a single
+slice) is checked by the worker against the model card, so those rules live in one place.
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ def volumeProblem(volumeNode: Optional[slicer.vtkMRMLNode]) -> Optional[str]:
         return f"'{volumeNode.GetName()}' has no voxels; load an image into it first."
     if any(size <= 0 for size in image.GetDimensions()):
         return f"'{volumeNode.GetName()}' is empty (size {image.GetDimensions()})."
+    components = image.GetNumberOfScalarComponents()
+    if components not in (1, 3):  # Slicer's volume writer exports only grey and RGB images
+        return (f"'{volumeNode.GetName()}' has {components} components per voxel (a time series or multi-volume "
+                "image); extract one frame, e.g. with the Sequences module, and segment that.")
     return None
 
 

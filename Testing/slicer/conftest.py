@@ -1,12 +1,10 @@
 """Fixtures for the Slicer-side tests: real MRML scenes (slicer-core), sample and shared volumes, worker commands.
 
-Workers started by these tests use one PyTorch thread (the machines that run the suite are small and shared).
+Workers started by these tests use one PyTorch thread (see worker_helpers).
 """
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,21 +12,11 @@ import pytest
 
 slicer = pytest.importorskip("slicer", reason="slicer-core is not installed (pip install slicer-core vtk)")
 
+from worker_helpers import make_worker_client  # noqa: E402
+
 from MobileUViTSegmentLib.worker_client import WorkerClient  # noqa: E402
 from MobileUViTSegmentSlicer.sample_data import sampleLabelPath, sampleVolumePath  # noqa: E402
 from MobileUViTSegmentSlicer.volume_files import loadVolumeFile  # noqa: E402
-from MobileUViTSegmentSlicer.worker_launch import workerCommand  # noqa: E402
-
-SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-
-
-def worker_environment(**extra: str) -> dict[str, str]:
-    return {**os.environ, **SINGLE_THREAD, **extra}
-
-
-def make_worker_client(**extra_environment: str) -> WorkerClient:
-    """A real worker client (not started yet) running this interpreter with one thread."""
-    return WorkerClient(workerCommand(python=sys.executable, threads=1), env=worker_environment(**extra_environment))
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from typing import Callable, Optional
 
 import numpy as np
 import SimpleITK as sitk
+
 from MobileUViTSegmentLib.catalog import DEFAULT_MODEL_ID, Catalog
 
 Batches = Iterator[list[dict]]

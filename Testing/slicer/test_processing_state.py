@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from MobileUViTSegmentSlicer.processing_state import (
     InvalidTransition,
     ProcessingState,

@@ -10,6 +10,16 @@ import SimpleITK as sitk
 import slicer
 import vtk
 from fake_workers import card_labels, threshold_labels
+from mrml_helpers import (
+    assert_stored_on_volume_grid,
+    scene_snapshot,
+    segment_summary,
+    segment_tag,
+    segments_as_label_array,
+    volume_array,
+)
+from vtk.util.numpy_support import vtk_to_numpy
+
 from MobileUViTSegmentLib.catalog import DEFAULT_MODEL_ID, Catalog
 from MobileUViTSegmentSlicer import result_import
 from MobileUViTSegmentSlicer.result_import import (
@@ -22,15 +32,6 @@ from MobileUViTSegmentSlicer.result_import import (
 )
 from MobileUViTSegmentSlicer.volume_export import exportVolumeForWorker
 from MobileUViTSegmentSlicer.volume_files import arrayToMatrix, ijkToRasArray, loadVolumeFile
-from mrml_helpers import (
-    assert_stored_on_volume_grid,
-    scene_snapshot,
-    segment_summary,
-    segment_tag,
-    segments_as_label_array,
-    volume_array,
-)
-from vtk.util.numpy_support import vtk_to_numpy
 
 LABELS = [LabelDescription.fromEvent(item) for item in card_labels()]
 CARD = Catalog().get(DEFAULT_MODEL_ID)

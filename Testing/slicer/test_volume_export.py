@@ -9,10 +9,11 @@ import pytest
 import SimpleITK as sitk
 import slicer
 import vtk
+from mrml_helpers import rotated_ijk_to_ras, scene_snapshot, volume_array
+
 from MobileUViTSegmentSlicer import volume_export
 from MobileUViTSegmentSlicer.volume_export import VolumeExportError, exportVolumeForWorker, volumeProblem
 from MobileUViTSegmentSlicer.volume_files import VolumeFileError, ijkToRasArray
-from mrml_helpers import rotated_ijk_to_ras, scene_snapshot, volume_array
 
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
