@@ -1,0 +1,100 @@
+"""Generate the README's figure tables from their sources, so no figure in the README is typed by hand.
+
+* the model table from the model cards (figures measured by ``evaluate`` on held-out cases),
+* the benchmark tables from ``benchmarks/results/cpu.json`` (written by ``benchmarks/benchmark_cpu.py``).
+
+Each table sits between ``<!-- name -->`` and ``<!-- /name -->`` markers. ``python tools/readme_tables.py``
+rewrites them in place; ``--check`` exits non-zero when the README is out of date (a test runs it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPOSITORY / "MobileUViTSegment"))
+
+from MobileUViTSegmentLib.catalog import Catalog  # noqa: E402
+
+README = REPOSITORY / "README.md"
+BENCHMARK = REPOSITORY / "benchmarks" / "results" / "cpu.json"
+
+
+def model_table() -> str:
+    lines = ["| model | task | data and split | metric (held-out cases) | ours | reference figure | CPU s/case |",
+             "|---|---|---|---|---|---|---|"]
+    for card in Catalog().cards():
+        figures = card.metrics.get("validation", {})
+        training = card.training
+        split = (f"{training.get('dataset', '?')}: {training.get('train_cases', '?')} train / "
+                 f"{training.get('validation_cases', '?')} validation (`{training.get('split_file', '?')}`)")
+        per_label = figures.get("per_label", {})
+        dice = ", ".join(f"{name} {values['dice']['mean']:.3f}" for name, values in per_label.items())
+        hd95 = ", ".join(f"{values['hd95']['mean']:.2f}" for values in per_label.values() if values["hd95"]["mean"])
+        ours = (f"mean Dice **{figures['mean_dice']:.3f}** ({dice}); HD95 {hd95} mm" if figures
+                else "not measured")
+        reference = card.raw.get("reference_figure", "")
+        cpu = card.timings.get("cpu_seconds_per_case")
+        lines.append(f"| `{card.id}` ({card.architecture}, {card.raw['architecture'].get('parameters', 0) / 1e6:.2f} M)"
+                     f" | {card.task} | {split} | Dice, HD95 over {figures.get('cases', '?')} cases | {ours} | "
+                     f"{reference} | {cpu if cpu is not None else '?'} |")
+    return "\n".join(lines)
+
+
+def benchmark_tables() -> str:
+    if not BENCHMARK.is_file():
+        return "_Run `python benchmarks/benchmark_cpu.py` to produce these figures._"
+    report = json.loads(BENCHMARK.read_text(encoding="utf-8"))
+    machine = report["machine"]
+    lines = [f"Measured by `python benchmarks/benchmark_cpu.py --threads {machine['threads']}` on "
+             f"{machine['cpus']} CPU cores ({machine['processor'] or machine['platform']}), one run, medians.", "",
+             "| input | `segment`, whole process (s) | inference alone (s) |", "|---|---|---|"]
+    for label, result in report["segment"].items():
+        lines.append(f"| {label} | {result['whole_process']['median_seconds']:.2f} | "
+                     f"{result['engine_stages']['inferring']:.2f} |")
+    for window_name, results in report["windows"].items():
+        lines += ["", f"| network, one {window_name} window, {machine['threads']} threads | parameters | "
+                      "latency (s) | peer / ours | peak memory (MB) |", "|---|---|---|---|---|"]
+        for name, result in results.items():
+            if "skipped" in result:
+                lines.append(f"| {name} | | | | {result['skipped']} |")
+            else:
+                lines.append(f"| {name} | {result['parameters'] / 1e6:.2f} M | {result['median_seconds']:.3f} | "
+                             f"{result['latency_ratio_to_ours']:.1f}x | {result['peak_rss_mb']:.0f} |")
+    return "\n".join(lines)
+
+
+TABLES = {"model-table": model_table, "benchmark-tables": benchmark_tables}
+
+
+def render(text: str) -> str:
+    for name, build in TABLES.items():
+        pattern = re.compile(rf"(<!-- {name} -->).*?(<!-- /{name} -->)", re.DOTALL)
+        if not pattern.search(text):
+            raise SystemExit(f"README has no <!-- {name} --> ... <!-- /{name} --> block")
+        table = build()
+        text = pattern.sub(lambda match, table=table: f"{match.group(1)}\n{table}\n{match.group(2)}", text)
+    return text
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="fail if the README's tables are out of date")
+    args = parser.parse_args()
+    current = README.read_text(encoding="utf-8")
+    updated = render(current)
+    if args.check:
+        if updated != current:
+            print("README tables are out of date: run python tools/readme_tables.py", file=sys.stderr)
+            return 1
+        return 0
+    README.write_text(updated, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
