@@ -1,0 +1,86 @@
+"""The model list the panel shows, and the bundled sample case registered with Slicer's Sample Data module."""
+
+from __future__ import annotations
+
+import builtins
+import types
+
+from MobileUViTSegmentLib.catalog import DEFAULT_MODEL_ID, Catalog
+from MobileUViTSegmentSlicer.model_choices import describeModel, formatTimings, loadModelList
+from MobileUViTSegmentSlicer.sample_data import (
+    SAMPLE_LABEL_SHA256,
+    SAMPLE_VOLUME_SHA256,
+    registerSampleData,
+    sampleLabelPath,
+    sampleVolumePath,
+    sha256Of,
+)
+
+
+def test_the_bundled_models_are_listed_with_the_default_selected():
+    models = loadModelList()
+    assert models.problem is None
+    assert [choice.id for choice in models.choices] == Catalog().ids()
+    assert models.defaultId == DEFAULT_MODEL_ID
+    choice = models.find(DEFAULT_MODEL_ID)
+    card = Catalog().get(DEFAULT_MODEL_ID)
+    assert choice.title == card.title
+    assert card.description in choice.details
+    assert card.licenses["weights"] in choice.details and card.licenses["training_data"] in choice.details
+    assert "Expected time per case:" in choice.details
+    assert models.find("no-such-model") is None
+
+
+def test_the_model_details_name_labels_licence_and_time():
+    card = Catalog().get(DEFAULT_MODEL_ID)
+    lines = describeModel(card).splitlines()
+    assert lines[1] == "Labels: anterior hippocampus, posterior hippocampus."
+    assert lines[2].startswith("Licence of the weights: ")
+
+
+def test_timings_from_the_card_read_as_one_line():
+    assert formatTimings({}) == "Expected time per case: not measured yet."
+    assert formatTimings({"cpu_seconds_per_case": 0.53, "cpu_seconds_per_case_measured_on": "x86_64, 2 threads",
+                          "gpu_seconds_per_case": 0.04}) == \
+        "Expected time per case: about 0.5 s on CPU (x86_64, 2 threads); about 0.0 s on GPU."
+
+
+def test_without_the_catalog_packages_the_panel_says_what_to_do(monkeypatch):
+    real_import = builtins.__import__
+
+    def without_jsonschema(name, *args, **kwargs):
+        if name == "MobileUViTSegmentLib.catalog":
+            raise ModuleNotFoundError("No module named 'jsonschema'", name="jsonschema")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", without_jsonschema)
+    models = loadModelList()
+    assert models.choices == [] and models.defaultId == ""
+    assert models.problem == ("The model list needs the Python package 'jsonschema'; click Segment to install the "
+                              "required packages.")
+
+
+def test_an_unreadable_catalog_or_an_empty_one_is_reported():
+    class Broken:
+        def cards(self):
+            raise OSError("permission denied")
+
+    assert loadModelList(Broken()).problem == "The model catalog could not be read: permission denied."
+    assert loadModelList(types.SimpleNamespace(cards=lambda: [])).problem == \
+        "No models were found in the model folders."
+
+
+def test_the_sample_checksums_match_the_shipped_files():
+    assert sha256Of(sampleVolumePath()) == SAMPLE_VOLUME_SHA256
+    assert sha256Of(sampleLabelPath()) == SAMPLE_LABEL_SHA256
+
+
+def test_the_sample_is_registered_with_a_file_uri_and_its_checksum(tmp_path):
+    calls = []
+    logic = types.SimpleNamespace(registerCustomSampleDataSource=lambda **kwargs: calls.append(kwargs))
+    registerSampleData(logic, tmp_path / "icon.png")
+    (call,) = calls
+    assert call["uris"] == sampleVolumePath().as_uri() and call["uris"].startswith("file://")
+    assert call["checksums"] == f"SHA256:{SAMPLE_VOLUME_SHA256}"
+    assert call["fileNames"] == "hippocampus_046.nii.gz" and call["category"] == "MobileUViT Segment"
+    assert call["thumbnailFileName"] == str(tmp_path / "icon.png")
