@@ -1,6 +1,10 @@
 """Fixtures for the Slicer-side tests: real MRML scenes (slicer-core), sample and shared volumes, worker commands.
 
 Workers started by these tests use one PyTorch thread (see worker_helpers).
+
+Why this folder is not called ``Testing/slicer``: pytest puts ``Testing/`` on ``sys.path`` (for the root
+conftest), and the ``slicer`` package of slicer-core extends its ``__path__`` with every ``slicer`` folder found on
+``sys.path`` and imports all modules in it, so a ``Testing/slicer`` folder would be imported as part of ``slicer``.
 """
 
 from __future__ import annotations
