@@ -38,7 +38,7 @@ from MobileUViTSegmentSlicer import (
     loadVolumeFile,
 )
 from MobileUViTSegmentSlicer.sample_data import registerSampleData, sampleLabelPath, sampleVolumePath
-from MobileUViTSegmentSlicer.volume_files import ijkToRasArray, imageToWorldArray
+from MobileUViTSegmentSlicer.volume_files import arrayToMatrix, ijkToRasArray, imageToWorldArray
 
 #
 # Module
@@ -415,7 +415,7 @@ class MobileUViTSegmentTest(ScriptedLoadableModuleTest):
             self.assertTrue(np.allclose(color, label.color_float), f"colour of {label.name}: {color}")
         # The reference geometry and every stored labelmap are the input volume's grid (to 1e-9 mm: Slicer stores the
         # reference geometry as text with 16 significant digits).
-        expected = slicer.vtkSegmentationConverter.SerializeImageGeometry(_ijkToRasMatrix(volume),
+        expected = slicer.vtkSegmentationConverter.SerializeImageGeometry(arrayToMatrix(ijkToRasArray(volume)),
                                                                           volume.GetImageData())
         geometryName = slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName()
         self.assertEqual(segments.GetConversionParameter(geometryName), expected)
@@ -441,9 +441,3 @@ class MobileUViTSegmentTest(ScriptedLoadableModuleTest):
         self.assertGreaterEqual(meanDice, self.MINIMUM_MEAN_DICE,
                                 f"mean Dice {meanDice:.3f} < {self.MINIMUM_MEAN_DICE} (per label: {scores})")
         self.delayDisplay(f"Mean Dice {meanDice:.3f}")
-
-
-def _ijkToRasMatrix(volume) -> vtk.vtkMatrix4x4:
-    matrix = vtk.vtkMatrix4x4()
-    volume.GetIJKToRASMatrix(matrix)
-    return matrix

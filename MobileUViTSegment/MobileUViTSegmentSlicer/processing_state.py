@@ -184,13 +184,12 @@ class ProcessingStateMachine:
         else:
             button = ("Segment", reason if not can_start else "Segment the input volume with the selected model.",
                       can_start)
-        percent = {ProcessingState.DONE: 100, ProcessingState.IMPORTING: 100}.get(state, round(self.fraction * 100))
         return PanelView(
             button_text=button[0],
             button_tooltip=button[1],
             button_enabled=button[2],
             inputs_enabled=not self.busy,
             progress_visible=self.busy or state is ProcessingState.DONE,
-            progress_percent=percent,
+            progress_percent=round(self.fraction * 100),
             status_text=self.status_text(),
         )

@@ -147,12 +147,16 @@ def _placeBesideInSubjectHierarchy(node: slicer.vtkMRMLNode, referenceNode: slic
 def _newSegmentationNode(scene: slicer.vtkMRMLScene, inputVolumeNode: slicer.vtkMRMLVolumeNode,
                          modelId: str) -> slicer.vtkMRMLSegmentationNode:
     node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{inputVolumeNode.GetName()} segmentation")
-    node.CreateDefaultDisplayNodes()
-    parentTransform = inputVolumeNode.GetParentTransformNode()
-    node.SetAndObserveTransformNodeID(parentTransform.GetID() if parentTransform else None)
-    if modelId:
-        node.SetAttribute(MODEL_ID_TAG, modelId)
-    _placeBesideInSubjectHierarchy(node, inputVolumeNode, scene)
+    try:
+        node.CreateDefaultDisplayNodes()
+        parentTransform = inputVolumeNode.GetParentTransformNode()
+        node.SetAndObserveTransformNodeID(parentTransform.GetID() if parentTransform else None)
+        if modelId:
+            node.SetAttribute(MODEL_ID_TAG, modelId)
+        _placeBesideInSubjectHierarchy(node, inputVolumeNode, scene)
+    except BaseException:
+        removeNodeWithDependents(scene, node)
+        raise
     return node
 
 
@@ -217,7 +221,7 @@ def importLabelMap(labelMapPath: os.PathLike | str, labels: Sequence[LabelDescri
     previousSource = segmentation.GetSourceRepresentationName()
     addedIds: list[str] = []
     wasModifying = node.StartModify()
-    try:
+    try:  # from here on, every failure is rolled back
         node.SetReferenceImageGeometryParameterFromVolumeNode(inputVolumeNode)
         if segmentation.GetNumberOfSegments() == 0:
             segmentation.SetSourceRepresentationName(BINARY_LABELMAP)

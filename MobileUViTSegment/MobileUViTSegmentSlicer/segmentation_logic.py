@@ -126,7 +126,7 @@ class SegmentationLogic:
 
     # -- worker --------------------------------------------------------------------------------------------------
 
-    def _workerOrRaise(self) -> WorkerClientProtocol:
+    def _ensureWorker(self) -> WorkerClientProtocol:
         if self._worker is None:
             self._worker = self.workerFactory()
         return self._worker
@@ -141,7 +141,7 @@ class SegmentationLogic:
         if self._worker is not None:
             return
         try:
-            self._workerOrRaise().send({"type": "ping", "id": "warm-up"})
+            self._ensureWorker().send({"type": "ping", "id": "warm-up"})
         except Exception:  # a failing start is reported when a segmentation is asked for
             self._discardWorker(kill=True)
 
@@ -180,7 +180,7 @@ class SegmentationLogic:
         requestId = f"{self._requestPrefix}-{next(self._requestNumbers)}"
         self._run = _Run(requestId, inputVolumeNode, modelId, outputSegmentationNode, show3D, files)
         try:
-            self._workerOrRaise().send({"type": "segment", "id": requestId, "input": str(files.inputPath),
+            self._ensureWorker().send({"type": "segment", "id": requestId, "input": str(files.inputPath),
                                         "output": str(files.outputPath), "model": modelId, "device": device,
                                         "postprocess": None})
         except WorkerLaunchError as error:

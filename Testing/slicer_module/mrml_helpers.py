@@ -12,7 +12,7 @@ import vtk
 from vtk.util.numpy_support import vtk_to_numpy
 
 from MobileUViTSegmentSlicer.result_import import MODEL_ID_TAG
-from MobileUViTSegmentSlicer.volume_files import arrayToMatrix, ijkToRasArray, imageToWorldArray
+from MobileUViTSegmentSlicer.volume_files import arrayToMatrix, ijkToRasArray, imageToWorldArray, matrixToArray
 
 TERMINOLOGY_TAG = slicer.vtkSegment.GetTerminologyEntryTagName()
 
@@ -108,8 +108,7 @@ def rotated_ijk_to_ras(volume_node: slicer.vtkMRMLVolumeNode, degrees: float, ax
     transform = vtk.vtkTransform()
     transform.Translate(*shift)
     transform.RotateWXYZ(degrees, *axis)
-    rotated = np.array([[transform.GetMatrix().GetElement(r, c) for c in range(4)] for r in range(4)])
-    volume_node.SetIJKToRASMatrix(arrayToMatrix(rotated @ ijkToRasArray(volume_node)))
+    volume_node.SetIJKToRASMatrix(arrayToMatrix(matrixToArray(transform.GetMatrix()) @ ijkToRasArray(volume_node)))
 
 
 def compare_in_physical_space(slicer_labels: np.ndarray, ijk_to_ras: np.ndarray, itk_labels: sitk.Image,

@@ -33,7 +33,7 @@ from MobileUViTSegmentLib.catalog import DEFAULT_MODEL_ID, Catalog
 from MobileUViTSegmentLib.worker_client import WorkerClient
 from MobileUViTSegmentSlicer.processing_state import ProcessingState
 from MobileUViTSegmentSlicer.segmentation_logic import SegmentationFailed, SegmentationLogic
-from MobileUViTSegmentSlicer.volume_files import arrayToMatrix, ijkToRasArray, loadVolumeFile
+from MobileUViTSegmentSlicer.volume_files import arrayToMatrix, ijkToRasArray, loadVolumeFile, matrixToArray
 
 TIMEOUT_S = 300.0
 
@@ -84,7 +84,7 @@ def test_left_handed_sct_t2_result_matches_the_core_in_physical_space(scene, sha
 def rotation_matrix(degrees: float, axis: tuple[float, float, float]) -> np.ndarray:
     transform = vtk.vtkTransform()
     transform.RotateWXYZ(degrees, *axis)
-    return np.array([[transform.GetMatrix().GetElement(r, c) for c in range(3)] for r in range(3)])
+    return matrixToArray(transform.GetMatrix())[:3, :3]
 
 
 def test_oblique_file_result_matches_the_core_in_physical_space(scene, sample_volume_path, real_worker, core_labels,
