@@ -14,8 +14,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional
 
-import jsonschema
-
 from .errors import ModelError
 
 SCHEMA_FILE = "card.schema.json"
@@ -176,6 +174,8 @@ def card_schema() -> dict:
 
 
 def validate_card_dict(data: dict, source: str) -> None:
+    import jsonschema  # lazily: inside Slicer the model list can show before the dependencies are installed
+
     try:
         jsonschema.validate(data, card_schema())
     except jsonschema.ValidationError as error:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -24,6 +25,19 @@ PACKAGE_PARENT = Path(__file__).resolve().parents[1]
 
 class WorkerCrashed(RuntimeError):
     """The worker process ended while a request was outstanding."""
+
+
+def kill_process_tree(process: subprocess.Popen) -> None:
+    """Kill ``process`` and its children (it was started as the leader of its own group/session)."""
+    if sys.platform == "win32":
+        subprocess.run(["taskkill", "/F", "/T", "/PID", str(process.pid)], capture_output=True, check=False)
+        if process.poll() is None:
+            process.kill()
+        return
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def default_command(python: Optional[str] = None) -> list[str]:
@@ -61,29 +75,42 @@ class WorkerClient:
             return
         self.events = queue.Queue()
         self.stderr_tail.clear()
-        # An argument list, never a shell.
+        # An argument list, never a shell; its own process group (session) so that cancelling kills the whole tree:
+        # Slicer's PythonSlicer is a launcher whose child is the real Python.
+        platform_options = ({"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW}
+                            if sys.platform == "win32" else {"start_new_session": True})
         self.process = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, text=True, encoding="utf-8", env=self.env,
-                                        bufsize=1)
-        self._threads = [threading.Thread(target=self._read_stdout, args=(self.process,), daemon=True),
-                         threading.Thread(target=self._read_stderr, args=(self.process,), daemon=True)]
+                                        bufsize=1, **platform_options)
+        stderr_reader = threading.Thread(target=self._read_stderr, args=(self.process,), daemon=True)
+        # Each reader binds this process's queue: a reader of a killed worker can never post into a later one's.
+        stdout_reader = threading.Thread(target=self._read_stdout, args=(self.process, self.events, stderr_reader),
+                                         daemon=True)
+        self._threads = [stderr_reader, stdout_reader]
         for thread in self._threads:
             thread.start()
 
-    def _read_stdout(self, process: subprocess.Popen) -> None:
-        for line in process.stdout:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                self.events.put(json.loads(line))
-            except json.JSONDecodeError:
-                self.stderr_tail.append(line)
-        self.events.put({"event": "exited", "returncode": process.wait()})
+    def _read_stdout(self, process: subprocess.Popen, events: queue.Queue, stderr_reader: threading.Thread) -> None:
+        try:
+            for line in process.stdout:
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    events.put(json.loads(line))
+                except json.JSONDecodeError:
+                    self.stderr_tail.append(line)
+        except (OSError, ValueError):  # the stream was closed under us by kill()
+            pass
+        stderr_reader.join(timeout=5)  # so last_error_line() is complete when "exited" arrives
+        events.put({"event": "exited", "returncode": process.wait()})
 
     def _read_stderr(self, process: subprocess.Popen) -> None:
-        for line in process.stderr:
-            self.stderr_tail.append(line.rstrip())
+        try:
+            for line in process.stderr:
+                self.stderr_tail.append(line.rstrip())
+        except (OSError, ValueError):
+            pass
 
     def send(self, request: dict) -> None:
         self.start()
@@ -126,12 +153,14 @@ class WorkerClient:
         return "no message"
 
     def kill(self) -> None:
-        """Stop the worker now (cancel); the next request starts a fresh one."""
+        """Stop the worker and every process it started, now (cancel); the next request starts a fresh one."""
         if self.process is None:
             return
         if self.process.poll() is None:
-            self.process.kill()
+            kill_process_tree(self.process)
         self.process.wait()
+        for thread in self._threads:
+            thread.join(timeout=5)
         for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
             try:
                 stream.close()

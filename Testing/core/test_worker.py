@@ -74,3 +74,29 @@ def test_killing_the_worker_mid_run_leaves_no_output_and_a_fresh_worker_serves_t
         assert output.is_file()
     finally:
         worker.shutdown()
+
+
+def test_kill_ends_the_whole_process_tree_like_slicers_launcher_and_its_python(tmp_path: Path):
+    """PythonSlicer is a launcher whose child is the real Python; cancelling must stop both."""
+    import os
+    import sys
+
+    pid_file = tmp_path / "child.pid"
+    child = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(600)"
+    launcher = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {child!r}])"
+    worker = WorkerClient(command=[sys.executable, "-c", launcher])
+    worker.start()
+    deadline = time.monotonic() + 30
+    while not (pid_file.is_file() and pid_file.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child_pid = int(pid_file.read_text())
+    worker.kill()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child_pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the launcher's child survived the kill")

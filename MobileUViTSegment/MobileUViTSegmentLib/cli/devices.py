@@ -13,7 +13,8 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise SegmentationError("--device cuda was asked for but PyTorch sees no CUDA GPU; use --device cpu or auto")
+        raise SegmentationError("the GPU was asked for but PyTorch sees no CUDA GPU; choose the CPU or automatic "
+                                "device")
     return torch.device(name)
 
 
