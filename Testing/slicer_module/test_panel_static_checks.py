@@ -163,7 +163,7 @@ def test_the_icon_is_a_valid_128_pixel_rgba_png():
 
 
 def test_the_icon_is_what_the_generator_draws():
-    spec = importlib.util.spec_from_file_location("draw_module_icon", REPOSITORY / "Utilities" / "draw_module_icon.py")
+    spec = importlib.util.spec_from_file_location("draw_module_icon", REPOSITORY / "tools" / "draw_module_icon.py")
     generator = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(generator)
     assert generator.png_bytes(generator.draw()) == ICON_FILE.read_bytes()

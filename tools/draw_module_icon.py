@@ -4,7 +4,7 @@ A dark rounded tile holds a grey MRI-like slice with the two hippocampus segment
 (anterior yellow, posterior blue), outlined as Slicer outlines segments. Shapes are rendered 4x larger and averaged
 down (anti-aliasing) and written with a minimal PNG encoder (zlib + CRC32). Run from the repository root:
 
-    python Utilities/draw_module_icon.py
+    python tools/draw_module_icon.py
 """
 
 from __future__ import annotations
