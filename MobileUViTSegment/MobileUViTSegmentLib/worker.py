@@ -36,7 +36,7 @@ from typing import IO, Any, Optional
 import torch
 
 from .catalog import Catalog
-from .cli.devices import describe_devices, resolve_device
+from .devices import describe_devices, resolve_device
 from .errors import SegmentationError
 from .image_io import read_image
 from .inference.engine import SegmentationOptions, Segmenter

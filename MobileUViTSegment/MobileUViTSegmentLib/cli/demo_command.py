@@ -11,16 +11,16 @@ import time
 from pathlib import Path
 
 import SimpleITK as sitk
-import torch
 
 from ..catalog import DEFAULT_MODEL_ID, Catalog
+from ..devices import resolve_device
 from ..image_io import read_image
 from ..inference.engine import Segmenter
 from ..metrics import score_labels
 from ..outputs import write_result
 from ..overlay import render_overlay_montage
 from ..resources import sample_data_dir
-from .devices import CHOICES, resolve_device
+from .options import add_device_options, apply_thread_option
 
 SAMPLE_CASE = "hippocampus_046"
 
@@ -30,14 +30,12 @@ def add_parser(subparsers) -> None:
                                    description=__doc__.splitlines()[0])
     parser.add_argument("-o", "--output", type=Path, default=Path("mobileuvit-demo"),
                         help="output folder (default ./mobileuvit-demo)")
-    parser.add_argument("--device", choices=CHOICES, default="auto")
-    parser.add_argument("--threads", type=int, default=None)
+    add_device_options(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_thread_option(args)
     started = time.perf_counter()
     card = Catalog().get(DEFAULT_MODEL_ID)
     image = read_image(sample_data_dir() / f"{SAMPLE_CASE}.nii.gz")

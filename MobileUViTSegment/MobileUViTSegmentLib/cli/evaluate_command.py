@@ -6,14 +6,13 @@ import argparse
 import shlex
 from pathlib import Path
 
-import torch
-
 from ..catalog import DEFAULT_MODEL_ID, Catalog
+from ..devices import resolve_device
 from ..errors import DatasetError
 from ..evaluation import evaluate_cases, record_in_card, summarize, write_per_case_csv, write_summary
 from ..inference.engine import SegmentationOptions, Segmenter
 from ..training.dataset_folder import read_split, read_volume_dataset
-from .devices import CHOICES, resolve_device
+from .options import add_device_options, apply_thread_option
 
 
 def add_parser(subparsers) -> None:
@@ -26,8 +25,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--model", default=DEFAULT_MODEL_ID, help="model id or card file")
     parser.add_argument("--split", type=Path, help="split JSON; with --subset, evaluate only that part")
     parser.add_argument("--subset", choices=("validation", "train"), default="validation")
-    parser.add_argument("--device", choices=CHOICES, default="auto")
-    parser.add_argument("--threads", type=int, default=None)
+    add_device_options(parser)
     parser.add_argument("--no-postprocess", action="store_true")
     parser.add_argument("--record-in-card", action="store_true",
                         help="write the summary into the model's card file (for model developers)")
@@ -35,8 +33,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_thread_option(args)
     card = Catalog().get(args.model)
     dataset = read_volume_dataset(args.dataset)
     labelled = {case.name: case for case in dataset.cases if case.label is not None}

@@ -11,14 +11,13 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 from ..catalog import DEFAULT_MODEL_ID, Catalog
+from ..devices import resolve_device
 from ..errors import InputError, OutputError, SegmentationError
 from ..image_io import IMAGE_2D_SUFFIXES, VOLUME_SUFFIXES, full_suffix, read_image, stem
 from ..inference.engine import SegmentationOptions, Segmenter
 from ..outputs import FORMATS, SUPPORTED_SUFFIXES, write_result
-from .devices import CHOICES, resolve_device
+from .options import add_device_options, apply_thread_option
 
 
 def add_parser(subparsers) -> None:
@@ -33,8 +32,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--model", default=DEFAULT_MODEL_ID, help=f"model id or card file (default {DEFAULT_MODEL_ID})")
     parser.add_argument("--format", choices=sorted(FORMATS), default=None,
                         help="output format for a folder OUTPUT (default seg.nrrd)")
-    parser.add_argument("--device", choices=CHOICES, default="auto")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch")
+    add_device_options(parser)
     parser.add_argument("--no-postprocess", action="store_true",
                         help="skip largest-component and hole-filling post-processing")
     parser.add_argument("--overlap", type=float, default=None, help="sliding-window overlap (default: card's)")
@@ -95,8 +93,7 @@ def plan_outputs(inputs: list[Path], output: Path, batch: bool, output_format: s
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_thread_option(args)
     inputs, batch = expand_inputs(args.inputs)
     targets = plan_outputs(inputs, args.output, batch, args.format)
     card = Catalog().get(args.model)

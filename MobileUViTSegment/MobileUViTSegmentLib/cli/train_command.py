@@ -7,13 +7,12 @@ import shlex
 import sys
 from pathlib import Path
 
-import torch
-
+from ..devices import resolve_device
 from ..training.dataset_folder import make_split, read_split, read_volume_dataset, write_split
 from ..training.export import export_model
 from ..training.recipe import Recipe
 from ..training.trainer import Trainer, prepare_cases
-from .devices import CHOICES, resolve_device
+from .options import add_device_options, apply_thread_option
 
 
 def add_parser(subparsers) -> None:
@@ -35,8 +34,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--learning-rate", type=float)
     parser.add_argument("--seed", type=int)
     parser.add_argument("--validation-every", type=int)
-    parser.add_argument("--device", choices=CHOICES, default="auto")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch")
+    add_device_options(parser)
     parser.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start over")
     parser.set_defaults(handler=run)
 
@@ -47,8 +45,7 @@ def recorded_command(argv: list[str]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_thread_option(args)
     dataset = read_volume_dataset(args.dataset)
     recipe = Recipe.from_file(args.recipe) if args.recipe else Recipe.from_dataset(
         dataset, args.model_id or f"{dataset.folder.name.lower()}-model")

@@ -1,10 +1,10 @@
-"""Device choice shared by every command: ``auto`` picks CUDA when PyTorch sees a GPU."""
+"""Which device a run uses: ``auto`` picks CUDA when PyTorch sees a GPU."""
 
 from __future__ import annotations
 
 import torch
 
-from ..errors import SegmentationError
+from .errors import SegmentationError
 
 CHOICES = ("auto", "cpu", "cuda")
 
