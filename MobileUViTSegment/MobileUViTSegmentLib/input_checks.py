@@ -31,11 +31,11 @@ def check_geometry(image: sitk.Image, name: str) -> None:
 def check_compatible(image: sitk.Image, spec: InputSpec, name: str) -> None:
     """Dimension and channel checks for the model's input specification."""
     dimension, components = image.GetDimension(), image.GetNumberOfComponentsPerPixel()
-    if dimension == 4 or (dimension == 3 and image.GetSize()[2] > 1 and components > 4):
-        raise InputError(f"{name} is a 4D (time series or multi-volume) image; this model segments one "
-                         f"{spec.spatial_dims}D image at a time, so extract a single frame first")
     if dimension > 4:
         raise InputError(f"{name} has {dimension} dimensions; only 2D and 3D images are supported")
+    if dimension == 4 or components > 4:  # a time series, or volumes stacked as vector components
+        raise InputError(f"{name} is a 4D (time series or multi-volume) image; this model segments one "
+                         f"{spec.spatial_dims}D image at a time, so extract a single frame first")
     if spec.spatial_dims == 3:
         if dimension == 2 or image.GetSize()[2] == 1:
             raise InputError(f"{name} is a single 2D slice but this model needs a 3D volume")
