@@ -12,6 +12,7 @@ from safetensors.torch import load_file, save_file
 
 from .card import WeightsSpec
 from .errors import WeightsError
+from .image_io import atomic_output
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -51,7 +52,6 @@ def save_state_dict(state: dict[str, torch.Tensor], path: Path, dtype: str = "fl
     target = _DTYPES[dtype]
     tensors = {key: (value.detach().to(target) if value.is_floating_point() else value.detach()).cpu().contiguous()
                for key, value in state.items()}
-    temporary = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(temporary), metadata={"format": "pt", "dtype": dtype})
-    os.replace(temporary, path)
+    with atomic_output(path) as temporary:  # also gives the file the user's umask, not safetensors' private mode
+        save_file(tensors, str(temporary), metadata={"format": "pt", "dtype": dtype})
     return WeightsSpec(file=path.name, sha256=sha256_of(path), size=path.stat().st_size, dtype=dtype)

@@ -44,6 +44,19 @@ def recorded_command(argv: list[str]) -> str:
     return shlex.join(["mobileuvit-segment", *argv])
 
 
+def recorded_working_directory() -> str:
+    """Where the command ran, so the relative paths in the recorded command resolve again.
+
+    Relative to the checkout when the run started inside it (the usual case for shipped models), else absolute.
+    """
+    here = Path.cwd().resolve()
+    checkout = Path(__file__).resolve().parents[3]
+    try:
+        return here.relative_to(checkout).as_posix() or "."
+    except ValueError:
+        return str(here)
+
+
 def run(args: argparse.Namespace) -> int:
     apply_thread_option(args)
     dataset = read_volume_dataset(args.dataset)
@@ -66,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
                       show_progress=sys.stderr.isatty())
     network = trainer.run(resume=not args.restart)
     validation_cases = prepare_cases(dataset, split["validation"], recipe)
-    card_path = export_model(trainer, network, split_file, recorded_command(args.argv), validation_cases)
+    card_path = export_model(trainer, network, split_file, recorded_command(args.argv), validation_cases,
+                             working_directory=recorded_working_directory())
     print(f"model card written to {card_path}")
     return 0

@@ -31,7 +31,7 @@ def _rounded_copy(network: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Modu
 
 
 def export_model(trainer, network: torch.nn.Module, split_file: Path, command: str,
-                 validation_cases: list) -> Path:
+                 validation_cases: list, working_directory: str = ".") -> Path:
     """Write ``<id>.safetensors`` and ``<id>.card.json`` into the trainer's output folder; return the card path."""
     recipe, output_dir = trainer.recipe, trainer.output_dir
     card = copy.deepcopy(recipe.card)
@@ -54,6 +54,7 @@ def export_model(trainer, network: torch.nn.Module, split_file: Path, command: s
     card["weights"] = asdict(spec)
     card["training"] = {
         "command": command,
+        "working_directory": working_directory,
         "dataset": trainer.dataset.folder.name,
         "split_file": split_file.name,
         "train_cases": len(trainer.split["train"]),
