@@ -83,7 +83,22 @@ def measure_window(name: str, window: tuple[int, int, int], threads: int, repeat
             times.append(time.perf_counter() - started)
     return {"parameters": sum(p.numel() for p in network.parameters()),
             "median_seconds": round(statistics.median(times), 4), "min_seconds": round(min(times), 4),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+            "peak_rss_mb": round(peak_resident_megabytes(), 1)}
+
+
+def peak_resident_megabytes() -> float:
+    """This process's own peak resident memory.
+
+    Linux keeps ``ru_maxrss`` across ``exec``, so a child started by a large parent would report the parent's peak;
+    ``VmHWM`` belongs to the new address space and does not.
+    """
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024 / 1024 if platform.system() == "Darwin" else peak / 1024  # bytes on macOS, KiB elsewhere
 
 
 def child(arguments: list[str]) -> dict:
