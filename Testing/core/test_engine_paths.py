@@ -46,19 +46,22 @@ def write_dicom_series(image: sitk.Image, folder: Path) -> None:
 
 
 def test_a_dicom_series_folder_is_segmented_onto_the_series_grid(tmp_path: Path):
+    # DICOM stores integers; the sample's voxels are floats, so both paths start from the same rounded voxels.
+    integer_volume = tmp_path / "integer_volume.nrrd"
+    sitk.WriteImage(sitk.Cast(sitk.Round(read_image(SAMPLE)), sitk.sitkInt16), str(integer_volume))
     series = tmp_path / "series"
     series.mkdir()
-    write_dicom_series(read_image(SAMPLE), series)
+    write_dicom_series(read_image(integer_volume), series)
     output = tmp_path / "result.nrrd"
     assert main(["segment", str(series), "-o", str(output), "--quiet"]) == 0
     labels, volume = sitk.ReadImage(str(output)), read_image(series)
     assert labels.GetSize() == volume.GetSize()
     assert np.allclose(labels.GetOrigin(), volume.GetOrigin()) and np.allclose(labels.GetDirection(),
                                                                               volume.GetDirection())
-    # Same voxels as the NIfTI it was made from, so the same segmentation.
-    from_nifti = tmp_path / "from_nifti.nrrd"
-    assert main(["segment", str(SAMPLE), "-o", str(from_nifti), "--quiet"]) == 0
-    assert np.array_equal(sitk.GetArrayFromImage(labels), sitk.GetArrayFromImage(sitk.ReadImage(str(from_nifti))))
+    # Same voxels as the file it was made from, so the same segmentation.
+    from_file = tmp_path / "from_file.nrrd"
+    assert main(["segment", str(integer_volume), "-o", str(from_file), "--quiet"]) == 0
+    assert np.array_equal(sitk.GetArrayFromImage(labels), sitk.GetArrayFromImage(sitk.ReadImage(str(from_file))))
 
 
 @pytest.fixture
