@@ -20,7 +20,7 @@ import SimpleITK as sitk
 import torch
 
 from .card import ModelCard
-from .image_io import read_image
+from .image_io import read_image, write_text_atomically
 from .inference.engine import SegmentationOptions, Segmenter
 from .metrics import LabelScores, score_labels
 
@@ -93,7 +93,7 @@ def write_per_case_csv(evaluations: list[CaseEvaluation], card: ModelCard, path:
 
 
 def write_summary(summary: dict, path: Path) -> None:
-    path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    write_text_atomically(path, json.dumps(summary, indent=2) + "\n")
 
 
 def record_in_card(card_path: Path, subset: str, summary: dict, command: str) -> None:
@@ -103,4 +103,4 @@ def record_in_card(card_path: Path, subset: str, summary: dict, command: str) ->
     timing_key = "cpu_seconds_per_case" if summary["device"] == "cpu" else "gpu_seconds_per_case"
     data.setdefault("timings", {})[timing_key] = summary["seconds_per_case"]
     data["timings"][f"{timing_key}_measured_on"] = f"{summary['machine']}, {summary['threads']} threads"
-    card_path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    write_text_atomically(card_path, json.dumps(data, indent=2) + "\n")  # never a half-written card

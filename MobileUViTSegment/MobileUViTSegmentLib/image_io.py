@@ -103,6 +103,12 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         temporary_path.unlink(missing_ok=True)
 
 
+def write_text_atomically(path: str | os.PathLike, text: str) -> None:
+    """Write a small text file (a card, a summary, a split) so a crash leaves either the old file or the new one."""
+    with atomic_output(path) as temporary:
+        temporary.write_text(text, encoding="utf-8")
+
+
 def write_image(image: sitk.Image, path: str | os.PathLike, *, compress: bool = True) -> None:
     """Write ``image`` atomically; the format follows the file suffix."""
     with atomic_output(path) as temporary:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -78,9 +80,6 @@ def test_killing_the_worker_mid_run_leaves_no_output_and_a_fresh_worker_serves_t
 
 def test_kill_ends_the_whole_process_tree_like_slicers_launcher_and_its_python(tmp_path: Path):
     """PythonSlicer is a launcher whose child is the real Python; cancelling must stop both."""
-    import os
-    import sys
-
     pid_file = tmp_path / "child.pid"
     child = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(600)"
     launcher = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {child!r}])"

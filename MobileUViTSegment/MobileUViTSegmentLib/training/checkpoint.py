@@ -2,13 +2,13 @@
 
 Tensors (model, optimiser moments, torch RNG state) go into one safetensors file; everything else (epoch, step,
 optimiser hyper-parameters, Python and NumPy RNG states, the metric history) into a JSON file beside it. Both are
-written to temporary names and renamed, so an interrupted save leaves the previous checkpoint intact.
+written through ``atomic_output`` (temporary name, then rename), so an interrupted save leaves the previous
+checkpoint intact.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+
+from ..image_io import atomic_output, write_text_atomically
 
 TENSORS = "checkpoint.safetensors"
 STATE = "checkpoint.json"
@@ -48,11 +50,9 @@ def save_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim
             "numpy": [numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]],
         },
     }
-    tensors_tmp, state_tmp = folder / f".{TENSORS}.tmp", folder / f".{STATE}.tmp"
-    save_file(tensors, str(tensors_tmp))
-    state_tmp.write_text(json.dumps(meta), encoding="utf-8")
-    os.replace(tensors_tmp, folder / TENSORS)
-    os.replace(state_tmp, folder / STATE)
+    with atomic_output(folder / TENSORS) as temporary:
+        save_file(tensors, str(temporary))
+    write_text_atomically(folder / STATE, json.dumps(meta))
 
 
 def has_checkpoint(folder: Path) -> bool:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import DatasetError
-from ..image_io import VOLUME_SUFFIXES, full_suffix, stem
+from ..image_io import VOLUME_SUFFIXES, full_suffix, stem, write_text_atomically
 
 
 @dataclass(frozen=True)
@@ -109,4 +109,4 @@ def read_split(path: str | Path, known: set[str]) -> dict[str, list[str]]:
 def write_split(split: dict[str, list[str]], path: str | Path, *, seed: Optional[int] = None,
                 source: str = "") -> None:
     payload = {"source": source, "seed": seed, "train": split["train"], "validation": split["validation"]}
-    Path(path).write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
+    write_text_atomically(path, json.dumps(payload, indent=1) + "\n")

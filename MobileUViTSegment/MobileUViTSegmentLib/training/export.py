@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..card import CARD_SUFFIX
+from ..image_io import write_text_atomically
 from ..weights import load_state_dict, save_state_dict
 
 HALF_PRECISION_TOLERANCE = 1e-3
@@ -71,7 +72,7 @@ def export_model(trainer, network: torch.nn.Module, split_file: Path, command: s
     }
     card.setdefault("metrics", {})
     card_path = output_dir / f"{card['id']}{CARD_SUFFIX}"
-    card_path.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    write_text_atomically(card_path, json.dumps(card, indent=2) + "\n")
     return card_path
 
 
