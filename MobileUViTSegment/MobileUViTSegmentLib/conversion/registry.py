@@ -1,0 +1,52 @@
+"""Registry of official checkpoint formats that ``convert`` understands.
+
+Each format knows which of our architectures (and configuration) it becomes and how to rename and reshape the official
+state dict into ours. Formats are registered by the module that describes them, as architectures are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+import torch
+
+StateDict = dict[str, torch.Tensor]
+Converter = Callable[[Mapping[str, torch.Tensor]], StateDict]
+
+
+@dataclass(frozen=True)
+class OfficialFormat:
+    """One official checkpoint layout.
+
+    ``convert`` takes the official state dict (already loaded safely) and returns one that loads with
+    ``strict=True`` into ``create_model(architecture, **architecture_config)``; it raises ``ValueError`` naming the
+    first key or shape that does not fit.
+    """
+
+    name: str
+    description: str
+    architecture: str
+    architecture_config: dict = field(default_factory=dict)
+    convert: Converter = field(default=lambda state: dict(state), repr=False)
+
+
+_FORMATS: dict[str, OfficialFormat] = {}
+
+
+def register_format(official_format: OfficialFormat) -> OfficialFormat:
+    if official_format.name in _FORMATS:
+        raise ValueError(f"official format {official_format.name!r} is registered twice")
+    _FORMATS[official_format.name] = official_format
+    return official_format
+
+
+def list_formats() -> list[str]:
+    return sorted(_FORMATS)
+
+
+def get_format(name: str) -> OfficialFormat:
+    try:
+        return _FORMATS[name]
+    except KeyError:
+        raise KeyError(f"unknown official format {name!r}; known: {', '.join(list_formats())}") from None
