@@ -61,3 +61,15 @@ def test_unknown_architecture_names_the_known_ones():
     with pytest.raises(KeyError, match="mobileuvit_s"):
         create_model("unet_of_dreams")
     assert {"mobileuvit_s", "mobileuvit_l"} <= set(list_models())
+
+
+@pytest.mark.parametrize(("alias", "original", "official"), [("mobileutr_s", "mobileuvit_s", 1_390_305),
+                                                             ("mobileutr_l", "mobileuvit_l", 6_209_217)])
+def test_mobileutr_names_build_the_same_2d_network_with_the_official_sizes(alias, original, official):
+    utr = create_model(alias)
+    uvit = create_model(original, spatial_dims=2)
+    assert type(utr) is MobileUViT and utr.config == uvit.config  # same class, 2D by default
+    assert sum(parameter.numel() for parameter in utr.parameters()) == official
+    assert {k: v.shape for k, v in utr.state_dict().items()} == {k: v.shape for k, v in uvit.state_dict().items()}
+    assert create_model(alias, spatial_dims=3).config.spatial_dims == 3
+    assert {"mobileutr_s", "mobileutr_l"} <= set(list_models())
