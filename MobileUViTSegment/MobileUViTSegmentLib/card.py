@@ -4,6 +4,11 @@ A card is a JSON file validated by ``card.schema.json``; this module turns it in
 about a model lives in code: labels, colours, terminology, the architecture and its config, the input space
 (spacing, orientation, intensity normalisation, patch size), the weights file and its sha256, licences, the training
 command and split, and measured figures all come from the card.
+
+``kind`` (default ``segmentation``) is ``reconstruction`` for a network trained to reproduce its input (SRSNet's
+R): such a card has no labels and is not a segmenter; it exists to start another training run
+(``train --init-weights``). 2D cards need no activation field: a network with one output channel is read as
+sigmoid > 0.5, any other as softmax argmax (see :mod:`.inference.predictor`).
 """
 
 from __future__ import annotations
@@ -118,6 +123,7 @@ class InferenceSpec:
     overlap: float = 0.5
     sw_batch_size: int = 2
     postprocessing: PostprocessingSpec = field(default_factory=PostprocessingSpec)
+    backend: str = "pytorch"  # or "onnxruntime" (CPU; falls back to PyTorch when unavailable)
 
 
 @dataclass(frozen=True)
@@ -149,6 +155,11 @@ class ModelCard:
     citations: tuple[str, ...]
     folder: Path
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+    kind: str = "segmentation"
+
+    @property
+    def is_segmenter(self) -> bool:
+        return self.kind == "segmentation"
 
     @property
     def weights_path(self) -> Path:
@@ -182,6 +193,8 @@ def validate_card_dict(data: dict, source: str) -> None:
         where = "/".join(str(part) for part in error.absolute_path) or "(top level)"
         raise ModelError(f"model card {source} is invalid at {where}: {error.message}") from error
     values = [label["value"] for label in data["labels"]]
+    if not values and data.get("kind", "segmentation") == "segmentation":
+        raise ModelError(f"model card {source} has no labels; a segmentation model needs at least one")
     if sorted(values) != list(range(1, len(values) + 1)):
         raise ModelError(f"model card {source}: label values must be 1..{len(values)}, got {values}")
 
@@ -216,6 +229,7 @@ def card_from_dict(data: dict, folder: Path, source: str = "<memory>") -> ModelC
             overlap=inference.get("overlap", 0.5),
             sw_batch_size=inference.get("sw_batch_size", 2),
             postprocessing=PostprocessingSpec(**inference.get("postprocessing", {})),
+            backend=inference.get("backend", "pytorch"),
         ),
         weights=WeightsSpec(**data["weights"]),
         licenses=dict(data["licenses"]),
@@ -225,6 +239,7 @@ def card_from_dict(data: dict, folder: Path, source: str = "<memory>") -> ModelC
         citations=tuple(data.get("citations", [])),
         folder=folder,
         raw=data,
+        kind=data.get("kind", "segmentation"),
     )
 
 

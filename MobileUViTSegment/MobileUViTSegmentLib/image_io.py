@@ -2,6 +2,7 @@
 
 Supported inputs: any single file SimpleITK reads (NRRD, NIfTI, MHA/MHD, PNG, JPEG, BMP, TIFF, ...) and a folder that
 holds one DICOM series. PNG/JPEG/BMP load as single-slice 2D images (RGB as a 3-component vector image).
+:func:`match_components` turns a colour picture into the grey one a single-channel 2D model reads.
 """
 
 from __future__ import annotations
@@ -75,6 +76,32 @@ def read_image(path: str | os.PathLike) -> sitk.Image:
         raise InputError(f"input {path} cannot be read: permission denied") from error
     except RuntimeError as error:
         raise InputError(f"input {path} cannot be read as an image: {_first_line(error)}") from error
+
+
+# ITU-R BT.601 luma weights, what OpenCV and Pillow use to turn a colour picture grey.
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+def match_components(image: sitk.Image, channels: int) -> sitk.Image:
+    """A 2D picture with the components a 2D model of ``channels`` input channels reads.
+
+    Public 2D datasets mix grey and colour files (15 of BUSI's 647 ultrasound PNGs are RGB), so a grey model gets
+    the luma of an RGB(A) picture and a colour model drops an alpha channel. Anything else is returned unchanged and
+    left to the input checks (a grey picture for a colour model is repeated to three channels there).
+    """
+    components = image.GetNumberOfComponentsPerPixel()
+    if image.GetDimension() != 2 or components not in (3, 4) or channels not in (1, 3):
+        return image
+    if channels == 3:
+        if components == 3:
+            return image
+        rgb = sitk.Compose([sitk.VectorIndexSelectionCast(image, index) for index in range(3)])
+        rgb.CopyInformation(image)
+        return rgb
+    grey = sum(weight * sitk.VectorIndexSelectionCast(image, index, sitk.sitkFloat32)
+               for index, weight in enumerate(LUMA_WEIGHTS))
+    grey.CopyInformation(image)
+    return grey
 
 
 @contextlib.contextmanager

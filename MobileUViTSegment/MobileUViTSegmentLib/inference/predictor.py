@@ -1,7 +1,8 @@
 """Network evaluation on prepared arrays: 3D sliding window (MONAI, Gaussian blending) and 2D slice batches.
 
-Both return class probabilities on the array's grid. A single-logit (binary) network gets a sigmoid and a
-two-channel (background, foreground) result, so everything downstream treats every model as multi-class.
+Both return class probabilities on the array's grid. The activation follows the network's output channels, not a card
+field: a single-logit (binary) network gets a sigmoid and a two-channel (background, foreground) result, so the
+argmax downstream is "sigmoid > 0.5" for it and softmax argmax for every multi-class network.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from monai.inferers import sliding_window_inference
 from ..progress import CancelToken
 
 FractionCallback = Callable[[float], None]
+
+# How a 2D input is resized to the network's input size and back; 2D training prepares its pictures the same way.
+INPUT_RESIZE = {"mode": "bilinear", "align_corners": False}
 
 
 def _to_probabilities(logits: torch.Tensor) -> torch.Tensor:
@@ -100,10 +104,10 @@ def slice_batch_probabilities(
         if cancel is not None:
             cancel.raise_if_cancelled()
         batch = slices[start:start + batch_size].to(device)
-        resized = F.interpolate(batch, size=tuple(input_size), mode="bilinear", align_corners=False)
+        resized = F.interpolate(batch, size=tuple(input_size), **INPUT_RESIZE)
         with autocast_context(device, amp):
             logits = model(resized).float()
-        logits = F.interpolate(logits, size=(width, height), mode="bilinear", align_corners=False)
+        logits = F.interpolate(logits, size=(width, height), **INPUT_RESIZE)
         outputs.append(_to_probabilities(logits).cpu())
         if on_fraction is not None:
             on_fraction(min((start + batch.shape[0]) / depth, 1.0))

@@ -2,8 +2,10 @@
 
 Spatial: pad to the patch, random crop, mirror only along the axes a recipe allows (left-right for the hippocampus,
 where anterior/posterior carry meaning), small rotations, scaling and shifts. Intensity: scale, shift, gamma and noise,
-as in the UNETR/nnU-Net recipes. Each epoch re-seeds the pipeline so a resumed run sees the same augmentations as an
-uninterrupted one.
+as in the UNETR/nnU-Net recipes. 2D recipes follow the papers' protocol instead: ``rotate90`` (a random multiple of 90
+degrees in the first two axes, half of the time) and flips along both axes, nothing else (albumentations'
+RandomRotate90 + Flip, rebuilt with MONAI transforms: each axis flips independently with probability 0.5). Each epoch
+re-seeds the pipeline so a resumed run sees the same augmentations as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from dataclasses import dataclass
 
 from monai import transforms as mt
 
+from ..errors import DatasetError
+
 
 @dataclass(frozen=True)
 class AugmentationConfig:
@@ -23,6 +27,7 @@ class AugmentationConfig:
     translate: float = 4.0
     affine_probability: float = 0.3
     intensity: bool = True
+    rotate90: bool = False
 
     @classmethod
     def from_dict(cls, data: dict) -> AugmentationConfig:
@@ -31,15 +36,22 @@ class AugmentationConfig:
         return cls(**data)
 
 
-def training_transforms(patch_size: Sequence[int], config: AugmentationConfig) -> mt.Compose:
-    keys = ["image", "label"]
+def training_transforms(patch_size: Sequence[int], config: AugmentationConfig,
+                        keys: Sequence[str] = ("image", "label")) -> mt.Compose:
+    """Augmentations of the items' ``keys`` (the label, when there is one, always gets nearest-neighbour)."""
+    keys = list(keys)
     dims = len(patch_size)
+    modes = tuple("nearest" if key == "label" else "bilinear" for key in keys)
     steps: list = [
         mt.SpatialPadd(keys, spatial_size=patch_size),
         mt.RandSpatialCropd(keys, roi_size=patch_size, random_size=False),
     ]
     for axis in config.flip_axes:
         steps.append(mt.RandFlipd(keys, prob=0.5, spatial_axis=axis))
+    if config.rotate90:
+        if patch_size[0] != patch_size[1]:
+            raise DatasetError(f"rotate90 needs a patch square in its first two axes, got {tuple(patch_size)}")
+        steps.append(mt.RandRotate90d(keys, prob=0.5, max_k=3, spatial_axes=(0, 1)))
     if config.affine_probability > 0:
         angle = math.radians(config.rotate_degrees)
         steps.append(mt.RandAffined(
@@ -48,7 +60,7 @@ def training_transforms(patch_size: Sequence[int], config: AugmentationConfig) -
             rotate_range=(angle,) * (3 if dims == 3 else 1),
             scale_range=(config.scale,) * dims,
             translate_range=(config.translate,) * dims,
-            mode=("bilinear", "nearest"),
+            mode=modes,
             padding_mode="zeros",
         ))
     if config.intensity:

@@ -1,7 +1,11 @@
 """Turn a trained network into a shippable model: safetensors weights and a model card that records how it was made.
 
 Weights are stored in half precision when that costs nothing measurable: the export compares validation Dice of
-the full-precision and the rounded weights and keeps float32 if the rounded ones lose more than 0.001.
+the full-precision and the rounded weights and keeps float32 if the rounded ones lose more than 0.001 (for a
+reconstruction network: if the rounded weights' validation MSE is more than 1 % higher).
+
+A reconstruction network's card says ``"kind": "reconstruction"``: it is an ingredient for ``train --init-weights``
+(SRSNet's R), and ``segment`` refuses it.
 """
 
 from __future__ import annotations
@@ -12,14 +16,16 @@ import platform
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from ..card import CARD_SUFFIX
+from ..card import CARD_SUFFIX, card_from_dict
 from ..image_io import write_text_atomically
 from ..weights import load_state_dict, save_state_dict
+from .checkpoint import STATE
+from .trainer import card_template
 
-HALF_PRECISION_TOLERANCE = 1e-3
+HALF_PRECISION_TOLERANCE = 1e-3  # Dice lost
+HALF_PRECISION_MSE_TOLERANCE = 0.01  # relative MSE gained
 
 
 def _rounded_copy(network: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
@@ -34,15 +40,19 @@ def _rounded_copy(network: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Modu
 def export_model(trainer, network: torch.nn.Module, split_file: Path, command: str,
                  validation_cases: list, working_directory: str = ".") -> Path:
     """Write ``<id>.safetensors`` and ``<id>.card.json`` into the trainer's output folder; return the card path."""
-    recipe, output_dir = trainer.recipe, trainer.output_dir
-    card = copy.deepcopy(recipe.card)
+    recipe, output_dir, task = trainer.recipe, trainer.output_dir, trainer.task
+    card = copy.deepcopy(card_template(recipe))
     dtype = recipe.training.weights_dtype
     dtype_check = {}
     if dtype != "float32" and validation_cases:
-        full = float(np.mean(trainer.validate(network, validation_cases)))
-        rounded = float(np.mean(trainer.validate(_rounded_copy(network, getattr(torch, dtype)), validation_cases)))
-        dtype_check = {"float32_validation_dice": round(full, 4), f"{dtype}_validation_dice": round(rounded, 4)}
-        if full - rounded > HALF_PRECISION_TOLERANCE:
+        full = trainer.headline(network, validation_cases)
+        rounded = trainer.headline(_rounded_copy(network, getattr(torch, dtype)), validation_cases)
+        figure = "validation_dice" if task.higher_is_better else "validation_mse"
+        digits = 4 if task.higher_is_better else 8
+        dtype_check = {f"float32_{figure}": round(full, digits), f"{dtype}_{figure}": round(rounded, digits)}
+        worse = full - rounded > HALF_PRECISION_TOLERANCE if task.higher_is_better \
+            else rounded > full * (1 + HALF_PRECISION_MSE_TOLERANCE)
+        if worse:
             dtype = "float32"
     weights_path = output_dir / f"{card['id']}.safetensors"
     spec = save_state_dict(network.state_dict(), weights_path, dtype)
@@ -50,7 +60,8 @@ def export_model(trainer, network: torch.nn.Module, split_file: Path, command: s
     trainer.build_network().load_state_dict(load_state_dict(weights_path), strict=True)
 
     history = trainer_history(output_dir)
-    last_validation = next((record for record in reversed(history) if "validation_dice" in record), {})
+    last_validation = next((record for record in reversed(history) if task.headline in record), {})
+    state = _checkpoint_state(output_dir)
     card["architecture"]["parameters"] = sum(p.numel() for p in network.parameters())
     card["weights"] = asdict(spec)
     card["training"] = {
@@ -64,16 +75,34 @@ def export_model(trainer, network: torch.nn.Module, split_file: Path, command: s
         "config": recipe.training.to_dict(),
         "epochs_run": len(history),
         "final_loss": history[-1]["loss"] if history else None,
-        "model_space_validation_dice": last_validation.get("validation_dice"),
+        **_validation_figures(task.name, last_validation),
         "weights_dtype_check": dtype_check,
         "device": str(trainer.device),
         "platform": f"{platform.system()} {platform.machine()}, torch {torch.__version__}",
         "seconds": round(sum(record["seconds"] for record in history), 1),
     }
+    if state.get("initial_weights"):
+        card["training"]["initial_weights"] = state["initial_weights"]
     card.setdefault("metrics", {})
+    card_from_dict(card, output_dir, "the exported card")  # never write a card the catalog would refuse
     card_path = output_dir / f"{card['id']}{CARD_SUFFIX}"
     write_text_atomically(card_path, json.dumps(card, indent=2) + "\n")
     return card_path
+
+
+def _validation_figures(task: str, record: dict) -> dict:
+    if task == "reconstruction":
+        return {"task": task, "model_space_validation_mse": record.get("validation_mse")}
+    figures = {"model_space_validation_dice": record.get("validation_dice")}
+    if "validation_iou" in record:
+        figures["model_space_validation_iou"] = record["validation_iou"]
+    return figures
+
+
+def _checkpoint_state(output_dir: Path) -> dict:
+    """The JSON half of the checkpoint: epoch, step, history and the initial-weights report."""
+    path = output_dir / STATE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
 def trainer_history(output_dir: Path) -> list[dict]:
