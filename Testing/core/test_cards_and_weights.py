@@ -88,7 +88,10 @@ def test_missing_weights_are_reported(model_copy: Path):
 
 
 def test_no_code_loads_pickles():
-    unsafe = re.compile(r"\b(pickle\.load|torch\.load|np\.load\([^)]*allow_pickle=True|joblib\.load)")
+    # torch.load(..., weights_only=True) is PyTorch's restricted unpickler (tensors and plain containers only): the
+    # one way official .pth checkpoints are read (conversion/loading.py).
+    unsafe = re.compile(r"\b(pickle\.load|torch\.load(?!\([^)]*weights_only=True)|np\.load\([^)]*allow_pickle=True|"
+                        r"joblib\.load)")
     offenders = [f"{path.relative_to(REPOSITORY)}:{number}"
                  for path in (REPOSITORY / "MobileUViTSegment").rglob("*.py")
                  for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)

@@ -8,9 +8,20 @@ from collections.abc import Sequence
 from typing import Optional
 
 from ..errors import SegmentationError
-from . import demo_command, evaluate_command, models_command, segment_command, train_command, worker_command
+from . import (
+    convert_command,
+    demo_command,
+    evaluate_command,
+    export_command,
+    models_command,
+    pretrain_command,
+    segment_command,
+    train_command,
+    worker_command,
+)
 
-COMMANDS = [segment_command, models_command, evaluate_command, train_command, demo_command, worker_command]
+COMMANDS = [segment_command, models_command, evaluate_command, train_command, pretrain_command, convert_command,
+            export_command, demo_command, worker_command]
 PROGRAM = "mobileuvit-segment"
 
 

@@ -6,8 +6,9 @@ state dict into ours. Formats are registered by the module that describes them, 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Callable
 
 import torch
 
@@ -29,6 +30,13 @@ class OfficialFormat:
     architecture: str
     architecture_config: dict = field(default_factory=dict)
     convert: Converter = field(default=lambda state: dict(state), repr=False)
+    # What the checkpoint itself decides about the architecture (e.g. the number of classes, read from the head's
+    # shape); merged over ``architecture_config`` by :meth:`config_for`.
+    checkpoint_config: Callable[[Mapping[str, torch.Tensor]], dict] = field(default=lambda state: {}, repr=False)
+
+    def config_for(self, state: Mapping[str, torch.Tensor]) -> dict:
+        """The architecture config that the official ``state``, once converted, loads into strictly."""
+        return {**self.architecture_config, **self.checkpoint_config(state)}
 
 
 _FORMATS: dict[str, OfficialFormat] = {}

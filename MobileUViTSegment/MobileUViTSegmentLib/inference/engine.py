@@ -3,10 +3,11 @@
 Steps for each image (each reported as a progress stage and timed):
 
 1. **preparing**: checks (dimension, channels, NaN, constant), orientation to the card's, resampling to its
-   spacing, intensity normalisation (:mod:`..preparation`);
-2. **inferring**: 3D sliding window with Gaussian blending, or 2D slices in batches; AMP on CUDA;
-3. **restoring**: probabilities resampled onto the oriented input grid, argmax, axes permuted back, the input's
-   geometry copied exactly;
+   spacing, intensity normalisation (:mod:`..preparation`); a colour picture for a grey 2D model becomes grey;
+2. **inferring**: 3D sliding window with Gaussian blending, or 2D: a picture (or each slice of a volume) resized to
+   the card's input size, predicted, and the logits resized back to its own pixel grid; AMP on CUDA;
+3. **restoring**: probabilities resampled onto the oriented input grid, argmax (sigmoid > 0.5 for a single-logit
+   model), axes permuted back, the input's geometry copied exactly;
 4. **postprocessing**: largest component per class and hole filling, when switched on.
 
 Cancellation is checked between windows; a cancelled run raises :class:`~..errors.Cancelled` before anything is
@@ -24,11 +25,14 @@ import SimpleITK as sitk
 import torch
 
 from ..card import ModelCard
+from ..errors import ModelError
+from ..image_io import match_components
 from ..model_loading import load_network
 from ..postprocessing import postprocess_labels
 from ..preparation import prepare_image
 from ..progress import CancelToken, ProgressCallback, StagedProgress
 from ..spatial import array_to_image
+from .onnx_backend import with_requested_backend
 from .predictor import slice_batch_probabilities, sliding_window_probabilities
 
 STAGE_WEIGHTS = {"preparing": 0.05, "inferring": 0.85, "restoring": 0.05, "postprocessing": 0.05}
@@ -66,10 +70,13 @@ class Segmenter:
     """
 
     def __init__(self, card: ModelCard, device: torch.device):
+        if not card.is_segmenter:
+            raise ModelError(f"model {card.id} is a {card.kind} network, not a segmenter: it reproduces its input and "
+                             "is meant to start training another model (train --init-weights), so it cannot segment")
         started = time.perf_counter()
         self.card = card
         self.device = device
-        self.network = load_network(card, device)
+        self.network = with_requested_backend(card, load_network(card, device), device)  # card's inference.backend
         self.load_seconds = time.perf_counter() - started
 
     def segment(self, image: sitk.Image, *, options: SegmentationOptions = SegmentationOptions(),
@@ -82,6 +89,8 @@ class Segmenter:
 
         clock = time.perf_counter()
         stages.report("preparing", 0.0, "checking and resampling the image")
+        if spec.spatial_dims == 2:
+            image = match_components(image, spec.channels)
         prepared = prepare_image(image, spec, name)
         timings["preparing"] = time.perf_counter() - clock
         cancel.raise_if_cancelled()
