@@ -1,7 +1,9 @@
 """Generate the README's figure tables from their sources, so no figure in the README is typed by hand.
 
 * the model table from the model cards (figures measured by ``evaluate`` on held-out cases),
-* the benchmark tables from ``benchmarks/results/cpu.json`` (written by ``benchmarks/benchmark_cpu.py``).
+* the benchmark tables from ``benchmarks/results/cpu.json`` (written by ``benchmarks/benchmark_cpu.py``),
+* the architecture table from ``benchmarks/results/architectures_cpu.json`` (``benchmarks/benchmark_architectures.py``;
+  its rows are formatted by ``benchmarks/architecture_report.py``, the same code that prints them).
 
 Each table sits between ``<!-- name -->`` and ``<!-- /name -->`` markers. ``python tools/readme_tables.py``
 rewrites them in place; ``--check`` exits non-zero when the README is out of date (a test runs it).
@@ -17,11 +19,15 @@ from pathlib import Path
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY / "MobileUViTSegment"))
+sys.path.insert(0, str(REPOSITORY / "benchmarks"))
+
+from architecture_report import describe_run, markdown_table  # noqa: E402
 
 from MobileUViTSegmentLib.catalog import Catalog  # noqa: E402
 
 README = REPOSITORY / "README.md"
 BENCHMARK = REPOSITORY / "benchmarks" / "results" / "cpu.json"
+ARCHITECTURES = REPOSITORY / "benchmarks" / "results" / "architectures_cpu.json"
 
 
 def model_table() -> str:
@@ -68,7 +74,14 @@ def benchmark_tables() -> str:
     return "\n".join(lines)
 
 
-TABLES = {"model-table": model_table, "benchmark-tables": benchmark_tables}
+def architecture_table(results: Path = ARCHITECTURES) -> str:
+    if not results.is_file():
+        return "_Run `python benchmarks/benchmark_architectures.py` to produce this table._"
+    report = json.loads(results.read_text(encoding="utf-8"))
+    return describe_run(report) + "\n\n" + markdown_table(report)
+
+
+TABLES = {"model-table": model_table, "benchmark-tables": benchmark_tables, "architecture-table": architecture_table}
 
 
 def render(text: str) -> str:

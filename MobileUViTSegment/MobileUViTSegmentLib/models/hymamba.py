@@ -6,7 +6,8 @@ Medical Image Analysis 2025, arXiv 2408.08070), official class ``Hybird``. Modul
 checkpoints (:mod:`..conversion.hymamba_formats`) load with the same keys.
 
 * ``hymamba``: the official configuration, 41,841,134 parameters (1 input channel, 14 classes, 96^3 windows).
-* ``hymamba_small``: channels (8, 16, 32, 48, 96), d_state 8, 2 Mamba layers, about 0.5 M parameters, for CPUs.
+* ``hymamba_small``: channels (8, 16, 32, 48, 96), d_state 8, 2 Mamba layers, 2.43 M parameters (14 classes,
+  96^3 windows), for CPUs.
 
 Decisions on the official code's quirks (numbers of section 11 of the reference):
 
