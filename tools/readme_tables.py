@@ -21,7 +21,7 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY / "MobileUViTSegment"))
 sys.path.insert(0, str(REPOSITORY / "benchmarks"))
 
-from architecture_report import describe_run, markdown_table  # noqa: E402
+from architecture_report import describe_run, describe_targets, markdown_table  # noqa: E402
 
 from MobileUViTSegmentLib.catalog import Catalog  # noqa: E402
 
@@ -78,7 +78,7 @@ def architecture_table(results: Path = ARCHITECTURES) -> str:
     if not results.is_file():
         return "_Run `python benchmarks/benchmark_architectures.py` to produce this table._"
     report = json.loads(results.read_text(encoding="utf-8"))
-    return describe_run(report) + "\n\n" + markdown_table(report)
+    return describe_run(report) + "\n\n" + markdown_table(report) + "\n\n" + describe_targets(report)
 
 
 TABLES = {"model-table": model_table, "benchmark-tables": benchmark_tables, "architecture-table": architecture_table}

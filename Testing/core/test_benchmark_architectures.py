@@ -133,6 +133,16 @@ def test_table_has_a_row_per_network_with_the_stated_columns():
     assert "not available: KeyError: hymamba" in next(line for line in table if line.startswith("| hymamba "))
 
 
+def test_targets_sentence_says_met_or_by_how_much_missed():
+    report = synthetic_report()
+    report["networks"]["monai_swinunetr_3d"] = {**report["networks"]["monai_unet_3d"], "median_seconds": 30.0}
+    sentence = architecture_report.describe_targets(architecture_report.summarise(report))
+    assert "15.0x faster than SwinUNETR" in sentence and "(target 8x: met)" in sentence  # 30 s / 2 s
+    assert "20 % of the dense-convolution FLOP rate (target 50 %: missed by 2.5x)" in sentence  # 20 of 100 GFLOP/s
+    del report["networks"]["monai_swinunetr_3d"]
+    assert architecture_report.describe_targets(report).startswith("Targets not evaluated")
+
+
 def test_readme_block_renders_from_the_results_json(tmp_path: Path):
     import readme_tables
 
