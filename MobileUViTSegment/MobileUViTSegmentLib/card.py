@@ -132,6 +132,12 @@ class WeightsSpec:
     sha256: str
     size: int
     dtype: str = "float32"
+    url: Optional[str] = None  # where to download the file when it is not beside the card (into the user's cache)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The card's ``weights`` entry; no ``url`` key when there is none (the schema wants a string there)."""
+        entry = {"file": self.file, "sha256": self.sha256, "size": self.size, "dtype": self.dtype}
+        return {**entry, "url": self.url} if self.url else entry
 
 
 @dataclass(frozen=True)

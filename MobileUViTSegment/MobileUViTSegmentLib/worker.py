@@ -41,7 +41,7 @@ from .errors import SegmentationError
 from .image_io import read_image
 from .inference.engine import SegmentationOptions, Segmenter
 from .outputs import write_result
-from .progress import Progress
+from .progress import Progress, ProgressCallback
 
 PROTOCOL_VERSION = "1"
 
@@ -56,11 +56,11 @@ class Worker:
         self.output.write(json.dumps({"event": event, **fields}) + "\n")
         self.output.flush()
 
-    def segmenter(self, model: str, device: torch.device) -> Segmenter:
+    def segmenter(self, model: str, device: torch.device, progress: Optional[ProgressCallback] = None) -> Segmenter:
         card = self.catalog.get(model)
-        key = (str(card.weights_path), str(device))
+        key = (str(card.weights_path), card.weights.sha256, str(device))
         if key not in self.segmenters:
-            self.segmenters[key] = Segmenter(card, device)
+            self.segmenters[key] = Segmenter(card, device, progress=progress)  # progress: a first-use download
         return self.segmenters[key]
 
     def segment(self, request: dict) -> None:
@@ -73,7 +73,7 @@ class Worker:
 
         self.emit("progress", id=request_id, stage="loading", fraction=0.0, message="loading the model")
         device = resolve_device(request.get("device", "auto"))
-        segmenter = self.segmenter(request["model"], device)
+        segmenter = self.segmenter(request["model"], device, progress)
         image = read_image(request["input"])
         options = SegmentationOptions(postprocess=request.get("postprocess"))
         result = segmenter.segment(image, options=options, progress=progress, name="the input volume")

@@ -46,9 +46,10 @@ _ALLOWED: dict[ProcessingState, frozenset[ProcessingState]] = {
     ProcessingState.FAILED: frozenset({ProcessingState.STARTING, ProcessingState.FAILED, ProcessingState.IDLE}),
 }
 
-# What the worker's stage names mean to a user (see MobileUViTSegmentLib.inference.engine).
+# What the worker's stage names mean to a user (see MobileUViTSegmentLib.inference.engine and .weights_cache).
 STAGE_LABELS = {
     "loading": "Loading the model",
+    "downloading weights": "Downloading the model's weights (first use)",
     "preparing": "Preparing the image",
     "inferring": "Running the network",
     "restoring": "Mapping the result onto the input grid",

@@ -20,7 +20,7 @@ from MobileUViTSegmentLib.inference import onnx_backend
 from MobileUViTSegmentLib.inference.engine import Segmenter
 from MobileUViTSegmentLib.inference.onnx_backend import OnnxRuntimeNetwork, export_onnx
 from MobileUViTSegmentLib.models import create_model
-from MobileUViTSegmentLib.resources import models_dir, sample_data_dir
+from MobileUViTSegmentLib.resources import CACHE_VARIABLE, models_dir, sample_data_dir
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -86,7 +86,7 @@ def test_card_backend_defaults_to_pytorch_and_rejects_unknown_names():
 
 
 def test_onnxruntime_backend_segments_like_pytorch_and_exports_once(tmp_path, monkeypatch):
-    monkeypatch.setenv(onnx_backend.CACHE_VARIABLE, str(tmp_path / "cache"))
+    monkeypatch.setenv(CACHE_VARIABLE, str(tmp_path / "cache"))
     image = read_image(SAMPLE)
     reference = Segmenter(hippocampus_card(None), torch.device("cpu")).segment(image)
     segmenter = Segmenter(hippocampus_card("onnxruntime"), torch.device("cpu"))
@@ -102,7 +102,7 @@ def test_onnxruntime_backend_segments_like_pytorch_and_exports_once(tmp_path, mo
 
 
 def test_onnxruntime_backend_falls_back_to_pytorch_with_a_logged_reason(tmp_path, monkeypatch, caplog):
-    monkeypatch.setenv(onnx_backend.CACHE_VARIABLE, str(tmp_path / "cache"))
+    monkeypatch.setenv(CACHE_VARIABLE, str(tmp_path / "cache"))
     monkeypatch.setattr(onnx_backend, "missing_onnx_packages", lambda: ["onnxruntime"])
     with caplog.at_level(logging.WARNING, logger=onnx_backend.__name__):
         segmenter = Segmenter(hippocampus_card("onnxruntime"), torch.device("cpu"))

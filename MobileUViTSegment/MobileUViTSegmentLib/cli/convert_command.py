@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-from dataclasses import asdict
 from pathlib import Path
 
 from ..card import CARD_SUFFIX, validate_card_dict
@@ -175,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
     args.output.mkdir(parents=True, exist_ok=True)
     spec = save_state_dict(network.state_dict(), weights_path)
     create_model(official_format.architecture, **config).load_state_dict(load_state_dict(weights_path), strict=True)
-    card["weights"] = asdict(spec)
+    card["weights"] = spec.to_dict()
     write_text_atomically(card_path, json.dumps(card, indent=2) + "\n")
     write_text_atomically(weights_path.with_name(weights_path.name + ".sha256"), f"{spec.sha256}  {spec.file}\n")
     print(f"{args.official_file} ({official_format.name}) -> {weights_path} and {card_path}: "

@@ -17,11 +17,12 @@ from . import (
     pretrain_command,
     segment_command,
     train_command,
+    weights_command,
     worker_command,
 )
 
 COMMANDS = [segment_command, models_command, evaluate_command, train_command, pretrain_command, convert_command,
-            export_command, demo_command, worker_command]
+            export_command, weights_command, demo_command, worker_command]
 PROGRAM = "mobileuvit-segment"
 
 

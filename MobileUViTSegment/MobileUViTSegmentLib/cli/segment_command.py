@@ -17,6 +17,7 @@ from ..errors import InputError, OutputError, SegmentationError
 from ..image_io import IMAGE_2D_SUFFIXES, VOLUME_SUFFIXES, full_suffix, read_image, stem
 from ..inference.engine import SegmentationOptions, Segmenter
 from ..outputs import FORMATS, SUPPORTED_SUFFIXES, write_result
+from .download_bar import DownloadBar
 from .options import add_device_options, apply_thread_option
 
 
@@ -103,7 +104,11 @@ def run(args: argparse.Namespace) -> int:
         folder.mkdir(parents=True, exist_ok=True)
     elif not folder.is_dir():
         raise OutputError(f"output folder {folder} does not exist")
-    segmenter = Segmenter(card, device)
+    bar = DownloadBar()  # shown only if the weights are downloaded on first use
+    try:
+        segmenter = Segmenter(card, device, progress=None if args.quiet else bar)
+    finally:
+        bar.close()
     options = SegmentationOptions(postprocess=False if args.no_postprocess else None, overlap=args.overlap)
     failures = 0
     for source, target in zip(inputs, targets):

@@ -30,7 +30,7 @@ from ..image_io import match_components
 from ..model_loading import load_network
 from ..postprocessing import postprocess_labels
 from ..preparation import prepare_image
-from ..progress import CancelToken, ProgressCallback, StagedProgress
+from ..progress import CancelToken, ProgressCallback, StagedProgress, ignore_progress
 from ..spatial import array_to_image
 from .onnx_backend import with_requested_backend
 from .predictor import slice_batch_probabilities, sliding_window_probabilities
@@ -69,14 +69,17 @@ class Segmenter:
         write_image(result.labels, "case_labels.nii.gz")
     """
 
-    def __init__(self, card: ModelCard, device: torch.device):
+    def __init__(self, card: ModelCard, device: torch.device, progress: Optional[ProgressCallback] = None,
+                 cancel: Optional[CancelToken] = None):
+        """``progress`` and ``cancel`` follow the weights download when the weights are fetched on first use."""
         if not card.is_segmenter:
             raise ModelError(f"model {card.id} is a {card.kind} network, not a segmenter: it reproduces its input and "
                              "is meant to start training another model (train --init-weights), so it cannot segment")
         started = time.perf_counter()
         self.card = card
         self.device = device
-        self.network = with_requested_backend(card, load_network(card, device), device)  # card's inference.backend
+        network = load_network(card, device, progress=progress or ignore_progress, cancel=cancel)
+        self.network = with_requested_backend(card, network, device)  # card's inference.backend
         self.load_seconds = time.perf_counter() - started
 
     def segment(self, image: sitk.Image, *, options: SegmentationOptions = SegmentationOptions(),

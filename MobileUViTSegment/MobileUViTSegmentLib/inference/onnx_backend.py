@@ -30,12 +30,12 @@ import torch
 
 from ..card import ModelCard
 from ..image_io import atomic_output
+from ..resources import cache_dir
 
 logger = logging.getLogger(__name__)
 
 OPSET = 17
 EXPORT_VERSION = 1  # bump when the export procedure changes so cached files are made anew
-CACHE_VARIABLE = "MOBILEUVIT_CACHE_DIR"
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
 BACKENDS = ("pytorch", "onnxruntime")
 
@@ -150,14 +150,6 @@ class OnnxRuntimeNetwork:
                 chunk = np.concatenate([chunk, np.zeros((self.fixed_batch - count, *chunk.shape[1:]), chunk.dtype)])
             outputs.append(self._run(chunk)[:count])
         return torch.from_numpy(np.concatenate(outputs))
-
-
-def cache_dir() -> Path:
-    """``$MOBILEUVIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/mobileuvit-segment``, else ``~/.cache/mobileuvit-segment``."""
-    if os.environ.get(CACHE_VARIABLE):
-        return Path(os.environ[CACHE_VARIABLE])
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "mobileuvit-segment"
 
 
 def cached_onnx_path(card: ModelCard) -> Path:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import json
 import platform
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -63,7 +62,7 @@ def export_model(trainer, network: torch.nn.Module, split_file: Path, command: s
     last_validation = next((record for record in reversed(history) if task.headline in record), {})
     state = _checkpoint_state(output_dir)
     card["architecture"]["parameters"] = sum(p.numel() for p in network.parameters())
-    card["weights"] = asdict(spec)
+    card["weights"] = spec.to_dict()
     card["training"] = {
         "command": command,
         "working_directory": working_directory,

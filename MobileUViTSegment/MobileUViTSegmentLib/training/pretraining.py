@@ -230,7 +230,7 @@ def export_encoder(recipe: PretrainRecipe, model: MambaMIM, output_dir: Path, vo
         "pretraining": asdict(recipe.training),
         "volumes": volume_count,
         "device": device,
-        "weights": asdict(spec),
+        "weights": spec.to_dict(),
         "losses": [record["loss"] for record in history],
         "usage": "mobileuvit-segment train ... --init-weights <this .safetensors> (missing keys: decoder.*)",
     }
