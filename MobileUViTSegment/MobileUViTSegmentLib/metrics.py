@@ -42,6 +42,10 @@ def _surface_distances(source: sitk.Image, target: sitk.Image) -> np.ndarray:
 def hd95(predicted: sitk.Image, reference: sitk.Image) -> float:
     if not sitk.GetArrayViewFromImage(predicted).any() or not sitk.GetArrayViewFromImage(reference).any():
         return math.nan
+    # A mask that touches the image's edge has its surface there: pad both with one background voxel so that
+    # surface exists (a mask filling the whole image would otherwise have no contour at all).
+    margin = [1] * predicted.GetDimension()
+    predicted, reference = (sitk.ConstantPad(mask, margin, margin, 0) for mask in (predicted, reference))
     forward = _surface_distances(predicted, reference)
     backward = _surface_distances(reference, predicted)
     return float(max(np.percentile(forward, 95), np.percentile(backward, 95)))

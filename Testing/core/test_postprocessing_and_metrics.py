@@ -52,6 +52,14 @@ def test_dice_iou_and_hd95_on_a_shifted_cube_in_millimetres():
     assert scores.hd95 == pytest.approx(6.0)
 
 
+
+def test_hd95_of_masks_that_reach_the_image_edge_measures_the_edge_as_their_surface():
+    reference = np.ones((20, 20), np.uint8)  # a 2D picture filled by its mask: its surface is the picture's edge
+    assert score_labels(image(reference, (1, 1)), image(reference, (1, 1)), [1])[1].hd95 == 0.0
+    predicted = np.zeros_like(reference)
+    predicted[:, :17] = 1  # three columns short of the right edge: no surface point is further than 3 from the other
+    assert 0 < score_labels(image(predicted, (1, 1)), image(reference, (1, 1)), [1])[1].hd95 <= 3.0
+
 def test_hd95_is_undefined_when_the_prediction_is_empty():
     reference = np.zeros((10, 10, 10), np.uint8)
     reference[2:5, 2:5, 2:5] = 1
