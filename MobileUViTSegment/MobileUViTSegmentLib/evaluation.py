@@ -11,7 +11,7 @@ import json
 import math
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -30,6 +30,9 @@ class CaseEvaluation:
     case: str
     scores: dict[int, LabelScores]
     seconds: float
+    # 2D pictures only: label value -> (Dice, IoU) at the card's patch size, the papers' protocol
+    # (see picture_evaluation.py); empty for volumes.
+    patch_scores: dict[int, tuple[float, float]] = field(default_factory=dict)
 
 
 def evaluate_cases(segmenter: Segmenter, cases: list[tuple[str, Path, Path]], *,
@@ -64,7 +67,7 @@ def summarize(evaluations: list[CaseEvaluation], card: ModelCard, device: torch.
                                  for metric in ("dice", "iou", "hd95")}
     label_means = {metric: [per_label[label.name][metric]["mean"] for label in card.labels]
                    for metric in ("dice", "iou", "hd95")}
-    return {
+    summary = {
         "cases": len(evaluations),
         "per_label": per_label,
         "mean_dice": round(float(np.mean(label_means["dice"])), 4),
@@ -77,19 +80,32 @@ def summarize(evaluations: list[CaseEvaluation], card: ModelCard, device: torch.
         "machine": f"{platform.system()} {platform.machine()} {platform.processor()}".strip(),
         "postprocessing": "as the card says",
     }
+    if evaluations and all(e.patch_scores for e in evaluations):
+        for label in card.labels:
+            per_label[label.name]["dice_at_patch_size"] = _stats([e.patch_scores[label.value][0] for e in evaluations])
+            per_label[label.name]["iou_at_patch_size"] = _stats([e.patch_scores[label.value][1] for e in evaluations])
+        summary["mean_dice_at_patch_size"] = round(float(np.mean(
+            [per_label[label.name]["dice_at_patch_size"]["mean"] for label in card.labels])), 4)
+        summary["mean_iou_at_patch_size"] = round(float(np.mean(
+            [per_label[label.name]["iou_at_patch_size"]["mean"] for label in card.labels])), 4)
+        summary["hd95_unit"] = "pixels" if card.input.spacing is None else "mm"
+    return summary
 
 
 def write_per_case_csv(evaluations: list[CaseEvaluation], card: ModelCard, path: Path) -> None:
     with path.open("w", newline="", encoding="utf-8") as stream:
         writer = csv.writer(stream)
-        writer.writerow(["case", "label", "dice", "iou", "hd95_mm", "reference_voxels", "predicted_voxels",
-                         "seconds"])
+        hd95_column = "hd95_px" if card.input.spacing is None else "hd95_mm"  # pictures carry no spacing
+        writer.writerow(["case", "label", "dice", "iou", hd95_column, "reference_voxels", "predicted_voxels",
+                         "seconds", "dice_at_patch_size", "iou_at_patch_size"])
         for evaluation in evaluations:
             for label in card.labels:
                 score = evaluation.scores[label.value]
+                patch = evaluation.patch_scores.get(label.value)
                 writer.writerow([evaluation.case, label.name, f"{score.dice:.4f}", f"{score.iou:.4f}",
                                  "" if math.isnan(score.hd95) else f"{score.hd95:.3f}", score.reference_voxels,
-                                 score.predicted_voxels, evaluation.seconds])
+                                 score.predicted_voxels, evaluation.seconds,
+                                 *([f"{patch[0]:.4f}", f"{patch[1]:.4f}"] if patch else ["", ""])])
 
 
 def write_summary(summary: dict, path: Path) -> None:
