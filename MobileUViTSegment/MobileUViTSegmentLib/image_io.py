@@ -8,14 +8,18 @@ holds one DICOM series. PNG/JPEG/BMP load as single-slice 2D images (RGB as a 3-
 from __future__ import annotations
 
 import contextlib
+import gzip
+import math
 import os
 import tempfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import SimpleITK as sitk
 
 from .errors import InputError, OutputError
+from .system_memory import available_memory_bytes, describe_bytes
 
 IMAGE_2D_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".seg.nrrd")
@@ -56,6 +60,27 @@ def _read_dicom_series(folder: Path) -> sitk.Image:
     return reader.Execute()
 
 
+def _check_declared_size(reader: sitk.ImageFileReader, path: Path) -> None:
+    """Refuse, before a byte is allocated, a header that declares more voxels than this machine's memory holds."""
+    size = reader.GetSize()
+    probe = sitk.Image([1] * len(size), reader.GetPixelID(), reader.GetNumberOfComponents())
+    needed = math.prod(size) * sitk.GetArrayViewFromImage(probe).itemsize * reader.GetNumberOfComponents()
+    available = available_memory_bytes()
+    if available is not None and needed > available:
+        raise InputError(f"input {path} declares {'x'.join(map(str, size))} voxels ({describe_bytes(needed)} to "
+                         f"read), more than the {describe_bytes(available)} of memory available; it is not read")
+
+
+def _check_gzip_complete(path: Path) -> None:
+    """Read a gzip stream to its end: ITK's NIfTI reader silently fills a truncated file's missing voxels."""
+    try:
+        with gzip.open(path, "rb") as stream:
+            while stream.read(1 << 24):
+                pass
+    except (EOFError, OSError, zlib.error) as error:
+        raise InputError(f"input {path} is a truncated or corrupted gzip file ({error}); copy it again") from error
+
+
 def read_image(path: str | os.PathLike) -> sitk.Image:
     """Read an image file or a DICOM series folder; raise :class:`InputError` with one clear line otherwise."""
     path = Path(path)
@@ -69,6 +94,9 @@ def read_image(path: str | os.PathLike) -> sitk.Image:
         reader = sitk.ImageFileReader()
         reader.SetFileName(str(path))
         reader.ReadImageInformation()
+        _check_declared_size(reader, path)
+        if path.name.lower().endswith(".gz"):
+            _check_gzip_complete(path)
         return reader.Execute()
     except InputError:
         raise

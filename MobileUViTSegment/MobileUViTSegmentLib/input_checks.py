@@ -12,6 +12,10 @@ import SimpleITK as sitk
 
 from .card import InputSpec
 from .errors import InputError
+from .system_memory import available_memory_bytes, describe_bytes
+
+# From electron microscopy (nanometres) to a whole-body scout (tens of centimetres), with margin either side.
+PLAUSIBLE_SPACING_MM = (1e-6, 1e4)
 
 
 def check_geometry(image: sitk.Image, name: str) -> None:
@@ -21,6 +25,9 @@ def check_geometry(image: sitk.Image, name: str) -> None:
     spacing = image.GetSpacing()
     if any(not math.isfinite(s) or s <= 0 for s in spacing):
         raise InputError(f"{name} has an invalid voxel spacing {spacing}; every spacing must be positive")
+    if any(not PLAUSIBLE_SPACING_MM[0] <= s <= PLAUSIBLE_SPACING_MM[1] for s in spacing):
+        raise InputError(f"{name} has an implausible voxel spacing {spacing} (mm); a broken header? Spacings "
+                         f"between {PLAUSIBLE_SPACING_MM[0]:g} and {PLAUSIBLE_SPACING_MM[1]:g} mm are accepted")
     direction = np.asarray(image.GetDirection(), dtype=float).reshape(image.GetDimension(), image.GetDimension())
     if not np.all(np.isfinite(direction)) or abs(abs(np.linalg.det(direction)) - 1) > 1e-3:
         raise InputError(f"{name} has an invalid direction matrix (not a rotation)")
@@ -36,9 +43,15 @@ def check_compatible(image: sitk.Image, spec: InputSpec, name: str) -> None:
     if dimension == 4 or components > 4:  # a time series, or volumes stacked as vector components
         raise InputError(f"{name} is a 4D (time series or multi-volume) image; this model segments one "
                          f"{spec.spatial_dims}D image at a time, so extract a single frame first")
+    size = image.GetSize()
+    if sum(extent == 1 for extent in size) >= dimension - 1:  # one voxel, or one line of them, in 2D or 3D
+        raise InputError(f"{name} is {'x'.join(map(str, size))} voxels, a single voxel or a line, not an image; "
+                         "this model needs at least 2 voxels along every axis")
     if spec.spatial_dims == 3:
-        if dimension == 2 or image.GetSize()[2] == 1:
+        if dimension == 2 or size[2] == 1:
             raise InputError(f"{name} is a single 2D slice but this model needs a 3D volume")
+    elif size[0] == 1 or size[1] == 1:
+        raise InputError(f"{name} is {'x'.join(map(str, size))} pixels, a line, not a picture")
     if image.GetPixelID() in (sitk.sitkComplexFloat32, sitk.sitkComplexFloat64):
         raise InputError(f"{name} has complex-valued voxels; give a magnitude image")
     if components > 1:
@@ -57,3 +70,23 @@ def check_values(array: np.ndarray, name: str) -> None:
     low, high = float(array.min()), float(array.max())
     if low == high:
         raise InputError(f"{name} is constant (every voxel is {low:g}); there is nothing to segment")
+
+
+def check_model_grid_fits(image: sitk.Image, spec: InputSpec, name: str) -> None:
+    """Refuse, before resampling, an image whose copy at the model's spacing could not be held in memory.
+
+    The model-space copy (float32, one value per channel) is the smallest thing inference holds; the sliding window's
+    probabilities and the result take several times more, so a copy larger than a quarter of the available memory
+    is refused with the estimate.
+    """
+    if spec.spacing is None or spec.spatial_dims != 3:
+        return
+    extent = np.asarray(image.GetSize(), dtype=float) * np.asarray(image.GetSpacing(), dtype=float)
+    voxels = float(np.prod(np.maximum(np.round(extent / np.asarray(spec.spacing, dtype=float)), 1)))
+    needed = voxels * 4 * spec.channels
+    available = available_memory_bytes()
+    if available is not None and needed > available / 4:
+        raise InputError(f"{name} covers {' x '.join(f'{e:g}' for e in extent)} mm, which at the model's "
+                         f"{'x'.join(f'{s:g}' for s in spec.spacing)} mm spacing is {voxels:.3g} voxels "
+                         f"({describe_bytes(needed)} before inference, several times that during it); this machine "
+                         f"has {describe_bytes(available)} available")

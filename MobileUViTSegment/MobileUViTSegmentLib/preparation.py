@@ -12,7 +12,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .card import InputSpec
-from .input_checks import check_compatible, check_geometry, check_values
+from .input_checks import check_compatible, check_geometry, check_model_grid_fits, check_values
 from .intensity import normalize_intensity
 from .spatial import ModelSpace, image_to_array, label_to_array, needs_resampling, reorient, resample_to_spacing
 
@@ -31,6 +31,7 @@ def prepare_image(image: sitk.Image, spec: InputSpec, name: str = "the input") -
     """
     check_geometry(image, name)
     check_compatible(image, spec, name)
+    check_model_grid_fits(image, spec, name)
     if spec.spatial_dims == 3:
         space = ModelSpace.from_image(image, spec.orientation, spec.spacing)
     else:
