@@ -81,7 +81,8 @@ class Worker:
         labels = [{"value": label.value, "name": label.name, "color": list(label.color),
                    "terminology": label.terminology.slicer_entry()} for label in result.card.labels]
         self.emit("done", id=request_id, output=request["output"], device=result.device, labels=labels,
-                  model=result.card.id, timings={**result.timings, "total": round(time.perf_counter() - started, 3)})
+                  model=result.card.id, timings={**result.timings, "total": round(time.perf_counter() - started, 3)},
+                  notes=result.notes)
 
     def handle(self, request: dict) -> bool:
         """Handle one request; return False when the worker should stop."""

@@ -287,7 +287,8 @@ class SegmentationLogic:
             return
         self._endRun()
         self.lastResult = imported
-        self.machine.succeed(imported.summary())
+        notes = " ".join(f"Note: {note[0].upper()}{note[1:]}." for note in event.get("notes", []))
+        self.machine.succeed(f"{imported.summary()} {notes}".strip())
         self._changed()
         self.finished.emit(imported)
 

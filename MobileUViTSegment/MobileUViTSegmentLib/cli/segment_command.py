@@ -124,7 +124,9 @@ def run(args: argparse.Namespace) -> int:
             continue
         if not args.quiet:
             found = ", ".join(card.label_by_value(v).name for v in result.present_labels()) or "nothing"
-            print(f"{source} -> {target} ({time.perf_counter() - started:.1f} s on {device.type}; found {found})")
+            print(f"{source} -> {target} ({time.perf_counter() - started:.1f} s on {result.device}; found {found})")
+            for note in result.notes:
+                print(f"  note: {note}")
     if failures:
         print(f"mobileuvit-segment: {failures} of {len(inputs)} inputs failed; nothing was written for them",
               file=sys.stderr)

@@ -10,6 +10,9 @@ Steps for each image (each reported as a progress stage and timed):
    model), axes permuted back, the input's geometry copied exactly;
 4. **postprocessing**: largest component per class and hole filling, when switched on.
 
+When CUDA runs out of memory during step 2, the run is retried with one window at a time, then on the CPU; each
+fallback is said in a progress message and in the result's ``notes``, so the user learns why it was slower.
+
 Cancellation is checked between windows; a cancelled run raises :class:`~..errors.Cancelled` before anything is
 returned, so callers never see a partial result.
 """
@@ -54,6 +57,7 @@ class SegmentationResult:
     card: ModelCard
     device: str
     timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what the run had to do differently (memory fallbacks)
 
     def present_labels(self) -> list[int]:
         return [int(value) for value in np.unique(sitk.GetArrayViewFromImage(self.labels)) if value != 0]
@@ -101,16 +105,26 @@ class Segmenter:
         clock = time.perf_counter()
         stages.report("inferring", 0.0, f"running {card.architecture} on {self.device.type}")
         on_fraction = lambda fraction: stages.report("inferring", fraction)  # noqa: E731
-        if spec.spatial_dims == 3:
-            probabilities = sliding_window_probabilities(
-                self.network, prepared.array, spec.patch_size,
-                overlap=options.overlap if options.overlap is not None else card.inference.overlap,
-                sw_batch_size=options.sw_batch_size or card.inference.sw_batch_size,
-                device=self.device, amp=options.amp, on_fraction=on_fraction, cancel=cancel)
-        else:
-            probabilities = slice_batch_probabilities(
-                self.network, prepared.array, spec.patch_size, batch_size=options.sw_batch_size or 8,
-                device=self.device, amp=options.amp, on_fraction=on_fraction, cancel=cancel)
+        notes: list[str] = []
+        batch = options.sw_batch_size or (card.inference.sw_batch_size if spec.spatial_dims == 3 else 8)
+        attempts = [(self.device, batch)]
+        if self.device.type == "cuda":
+            attempts += [(self.device, 1)] if batch > 1 else []
+            attempts += [(torch.device("cpu"), batch)]
+        for attempt, (device, batch) in enumerate(attempts):
+            try:
+                probabilities = self._infer(prepared.array, options, device, batch, on_fraction, cancel)
+                break
+            except torch.cuda.OutOfMemoryError:
+                if attempt == len(attempts) - 1:
+                    raise
+                _release_cuda_memory()
+                following_device = attempts[attempt + 1][0]
+                note = (f"the GPU ran out of memory with {batch} window{'s' if batch > 1 else ''} at a time; "
+                        + ("retrying one window at a time" if following_device.type == "cuda"
+                           else "running on the CPU instead (slower)"))
+                notes.append(note)
+                stages.report("inferring", 0.0, note)
         timings["inferring"] = time.perf_counter() - clock
         cancel.raise_if_cancelled()
 
@@ -134,5 +148,28 @@ class Segmenter:
                                         fill_holes=postprocessing.fill_holes)
         timings["postprocessing"] = time.perf_counter() - clock
         stages.report("postprocessing", 1.0, "done")
-        return SegmentationResult(labels=labels, card=card, device=str(self.device),
-                                  timings={key: round(value, 3) for key, value in timings.items()})
+        return SegmentationResult(labels=labels, card=card, device=str(device),
+                                  timings={key: round(value, 3) for key, value in timings.items()}, notes=notes)
+
+    def _infer(self, array: np.ndarray, options: SegmentationOptions, device: torch.device, batch: int,
+               on_fraction, cancel: CancelToken) -> np.ndarray:
+        """Class probabilities on the model-space grid, computed on ``device``, ``batch`` windows or slices at once."""
+        spec = self.card.input
+        network = self.network if device == self.device else self._network_on(device)
+        if spec.spatial_dims == 3:
+            return sliding_window_probabilities(
+                network, array, spec.patch_size,
+                overlap=options.overlap if options.overlap is not None else self.card.inference.overlap,
+                sw_batch_size=batch, device=device, amp=options.amp, on_fraction=on_fraction, cancel=cancel)
+        return slice_batch_probabilities(network, array, spec.patch_size, batch_size=batch, device=device,
+                                         amp=options.amp, on_fraction=on_fraction, cancel=cancel)
+
+    def _network_on(self, device: torch.device) -> torch.nn.Module:
+        """The network loaded afresh on ``device`` for a fallback run (copying it from a GPU that is out of memory
+        could fail again); the loaded one stays where it was for the next run."""
+        return with_requested_backend(self.card, load_network(self.card, device), device)
+
+
+def _release_cuda_memory() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
