@@ -89,12 +89,17 @@ class SegmentationLogic:
     """
 
     POLL_INTERVAL_S = 0.05
+    # A worker reports progress at least once per sliding window (seconds apart even for the largest network on a
+    # CPU) and while it downloads weights; one that sends nothing for this long is hung and is stopped.
+    STALL_TIMEOUT_S = 300.0
 
     def __init__(self, scene: slicer.vtkMRMLScene, workerFactory: Optional[WorkerFactory] = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.scene = scene
         self.workerFactory: WorkerFactory = workerFactory or defaultWorkerFactory()
         self.machine = ProcessingStateMachine(clock)
+        self._clock = clock
+        self._lastWorkerEventAt = clock()
         self.stateChanged = Signal("ProcessingStateMachine: state, stage or progress changed")
         self.finished = Signal("ImportedSegments: the result is in the scene")
         self.failed = Signal("str: one sentence saying what went wrong")
@@ -177,6 +182,7 @@ class SegmentationLogic:
         except VolumeExportError as error:
             self._fail(str(error))
             return
+        self._lastWorkerEventAt = self._clock()
         requestId = f"{self._requestPrefix}-{next(self._requestNumbers)}"
         self._run = _Run(requestId, inputVolumeNode, modelId, outputSegmentationNode, show3D, files)
         try:
@@ -194,7 +200,12 @@ class SegmentationLogic:
         """Handle every event the worker sent since the last call (never blocks); returns the state."""
         if self._worker is not None:
             for event in self._worker.poll():
+                self._lastWorkerEventAt = self._clock()
                 self._handle(event)
+        if self.busy and self._run is not None and self._clock() - self._lastWorkerEventAt > self.STALL_TIMEOUT_S:
+            self._discardWorker(kill=True)  # hung: the next run starts a fresh worker
+            self._fail(f"The segmentation worker sent nothing for {self.STALL_TIMEOUT_S:g} s and was stopped; the "
+                       "scene was not changed, and the next run starts a fresh worker.")
         if self.busy:
             self._changed()  # the elapsed time moves on even without events
         return self.state

@@ -225,6 +225,29 @@ def test_a_crashing_worker_comes_back_as_one_message(scene, sample_volume):
     assert scene_snapshot(scene) == before
 
 
+
+def test_a_hung_worker_is_stopped_with_one_message_and_the_next_run_gets_a_fresh_one(scene, sample_volume):
+    hung = "import sys, time; sys.stdin.readline(); time.sleep(600)"  # takes the request, then never answers
+    clients: list[WorkerClient] = []
+
+    def factory() -> WorkerClient:
+        command = [sys.executable, "-c", hung] if not clients else None
+        clients.append(WorkerClient(command, env=worker_environment()) if command else make_worker_client())
+        return clients[-1]
+
+    logic = SegmentationLogic(scene, factory)
+    logic.STALL_TIMEOUT_S = 2.0
+    before = scene_snapshot(scene)
+    with pytest.raises(SegmentationFailed) as raised:
+        logic.segmentAndWait(sample_volume, DEFAULT_MODEL_ID, device="cpu", timeout=60)
+    assert str(raised.value) == ("The segmentation worker sent nothing for 2 s and was stopped; the scene was not "
+                                 "changed, and the next run starts a fresh worker.")
+    assert scene_snapshot(scene) == before and not clients[0].running
+    logic.STALL_TIMEOUT_S = SegmentationLogic.STALL_TIMEOUT_S
+    node = logic.segmentAndWait(sample_volume, DEFAULT_MODEL_ID, device="cpu", timeout=TIMEOUT_S)
+    assert len(clients) == 2 and node.GetSegmentation().GetNumberOfSegments() == 2
+    logic.shutdown()
+
 def test_a_worker_command_that_does_not_exist_comes_back_as_one_message(scene, sample_volume, tmp_path):
     missing = str(tmp_path / "PythonSlicer")
     logic = SegmentationLogic(scene, lambda: WorkerClient([missing, "-m", "MobileUViTSegmentLib", "worker"]))
