@@ -2,6 +2,8 @@
 
 * the model table from the model cards (figures measured by ``evaluate`` on held-out cases),
 * the benchmark tables from ``benchmarks/results/cpu.json`` (written by ``benchmarks/benchmark_cpu.py``),
+* the reliability section from ``benchmarks/results/reliability.json`` (``tools/reliability_report.py``, which runs
+  the reliability tests and keeps what they record),
 * the architecture table from ``benchmarks/results/architectures_cpu.json`` (``benchmarks/benchmark_architectures.py``;
   its rows are formatted by ``benchmarks/architecture_report.py``, the same code that prints them).
 
@@ -22,12 +24,14 @@ sys.path.insert(0, str(REPOSITORY / "MobileUViTSegment"))
 sys.path.insert(0, str(REPOSITORY / "benchmarks"))
 
 from architecture_report import describe_run, describe_targets, markdown_table  # noqa: E402
+from reliability_report import markdown as reliability_markdown  # noqa: E402
 
 from MobileUViTSegmentLib.catalog import Catalog  # noqa: E402
 
 README = REPOSITORY / "README.md"
 BENCHMARK = REPOSITORY / "benchmarks" / "results" / "cpu.json"
 ARCHITECTURES = REPOSITORY / "benchmarks" / "results" / "architectures_cpu.json"
+RELIABILITY = REPOSITORY / "benchmarks" / "results" / "reliability.json"
 
 
 def model_table() -> str:
@@ -81,7 +85,14 @@ def architecture_table(results: Path = ARCHITECTURES) -> str:
     return describe_run(report) + "\n\n" + markdown_table(report) + "\n\n" + describe_targets(report)
 
 
-TABLES = {"model-table": model_table, "benchmark-tables": benchmark_tables, "architecture-table": architecture_table}
+def reliability_section(results: Path = RELIABILITY) -> str:
+    if not results.is_file():
+        return "_Run `python tools/reliability_report.py` to produce these figures._"
+    return reliability_markdown(json.loads(results.read_text(encoding="utf-8")))
+
+
+TABLES = {"model-table": model_table, "benchmark-tables": benchmark_tables, "architecture-table": architecture_table,
+          "reliability-table": reliability_section}
 
 
 def render(text: str) -> str:

@@ -87,7 +87,7 @@ def failing(capsys, *argv: str) -> str:
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_each_broken_file_gets_one_line_and_nothing_is_written(tmp_path: Path, capsys, case: str):
+def test_each_broken_file_gets_one_line_and_nothing_is_written(tmp_path: Path, capsys, record_property, case: str):
     inputs = tmp_path / "inputs"
     inputs.mkdir()
     path, fragment = corpus(inputs)[case]
@@ -95,6 +95,7 @@ def test_each_broken_file_gets_one_line_and_nothing_is_written(tmp_path: Path, c
     message = failing(capsys, "segment", str(path), "-o", str(tmp_path / "out.seg.nrrd"), "--threads", "1")
     assert fragment in message
     assert sorted(p.name for p in tmp_path.iterdir()) == ["inputs"] and sorted(inputs.iterdir()) == before
+    record_property("broken_file", case)
 
 
 def test_unicode_and_spaces_in_paths_are_ordinary_paths(tmp_path: Path):
@@ -131,18 +132,28 @@ def test_an_unwritable_output_folder_is_refused_even_where_the_tests_run_as_root
     assert list(folder.iterdir()) == []
 
 SPACINGS = st.sampled_from(["1", "0", "-1", "0.5", "nan", "inf", "1e-30", "1e30", "-0"])
-HEADERS = st.fixed_dictionaries({
-    "sizes": st.tuples(*[st.integers(min_value=0, max_value=40)] * 2, st.integers(min_value=0, max_value=40)),
+ANY_HEADER = st.fixed_dictionaries({
+    "sizes": st.tuples(*[st.integers(min_value=0, max_value=40)] * 3),
     "spacing": st.tuples(SPACINGS, SPACINGS, SPACINGS),
     "type": st.sampled_from(["float", "short", "uchar", "double", "int"]),
     "data_fraction": st.sampled_from([0.0, 0.5, 1.0, 1.5]),
 })
+# Random but well-formed headers too, so that the success half of the contract (a result on the input's own grid,
+# whatever the spacing) is exercised as often as the refusals.
+VALID_HEADER = st.fixed_dictionaries({
+    "sizes": st.tuples(*[st.integers(min_value=2, max_value=40)] * 3),
+    "spacing": st.tuples(*[st.sampled_from(["0.4", "0.8", "1", "1.5", "3", "5"])] * 3),
+    "type": st.sampled_from(["float", "short", "uchar", "double", "int"]),
+    "data_fraction": st.just(1.0),
+})
+HEADERS = st.one_of(ANY_HEADER, VALID_HEADER)
 BYTES = {"float": 4, "short": 2, "uchar": 1, "double": 8, "int": 4}
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(header=HEADERS)
-def test_any_nrrd_header_gives_a_result_on_its_grid_or_one_line_and_nothing(tmp_path: Path, capsys, header: dict):
+def test_any_nrrd_header_gives_a_result_on_its_grid_or_one_line_and_nothing(tmp_path: Path, capsys, record_property,
+                                                                            header: dict):
     case = tmp_path / "case"
     shutil.rmtree(case, ignore_errors=True)
     case.mkdir()
@@ -156,6 +167,7 @@ def test_any_nrrd_header_gives_a_result_on_its_grid_or_one_line_and_nothing(tmp_
     code = main(["segment", str(path), "-o", str(output), "--threads", "1", "--quiet"])
     captured = capsys.readouterr()
     assert "Traceback" not in captured.err
+    record_property("random_header", "segmented" if code == 0 else "refused")  # tools/reliability_report.py counts
     if code == 0:
         result, source = sitk.ReadImage(str(output)), sitk.ReadImage(str(path))
         assert result.GetSize() == source.GetSize()
