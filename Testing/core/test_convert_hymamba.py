@@ -2,27 +2,12 @@
 
 from __future__ import annotations
 
-import ast
-from pathlib import Path
-
 import pytest
 import torch
+from official_keys import official_state_dict
 
 from MobileUViTSegmentLib.conversion import get_format
 from MobileUViTSegmentLib.models import create_model
-
-KEYS = Path(__file__).resolve().parents[3] / "shared" / "reference" / "models" / "keys"
-
-
-def official_state(name: str) -> dict[str, torch.Tensor]:
-    listing = KEYS / name
-    if not listing.is_file():
-        pytest.skip(f"key listing {listing} not found")
-    state = {}
-    for line in listing.read_text(encoding="utf-8").splitlines()[2:]:
-        key, shape = line.split("\t")
-        state[key] = torch.randn(ast.literal_eval(shape))
-    return state
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +16,7 @@ def hymamba_network():
 
 
 def test_official_hymamba_loads_strictly_and_every_tensor_is_used(hymamba_network):
-    state = official_state("mambamim_hybird_finetune_net.txt")
+    state = official_state_dict("mambamim_hybird_finetune_net.txt")
     converted = get_format("hymamba_official").convert(state)
     assert len(converted) == len(state) == 225
     hymamba_network.load_state_dict(converted, strict=True)
@@ -41,7 +26,7 @@ def test_official_hymamba_loads_strictly_and_every_tensor_is_used(hymamba_networ
 
 
 def test_official_encoder_checkpoint_fills_every_encoder_tensor_and_drops_only_the_mask_token(hymamba_network):
-    state = official_state("mambamim_pretrained_encoder_ckpt.txt")
+    state = official_state_dict("mambamim_pretrained_encoder_ckpt.txt")
     converted = get_format("mambamim_encoder_official").convert(state)
     assert set(state) - {official for official in state if official in converted or "_b" in official} == \
         {"mae.mask_token"}
@@ -53,14 +38,14 @@ def test_official_encoder_checkpoint_fills_every_encoder_tensor_and_drops_only_t
 
 
 def test_wrong_shape_is_refused_with_the_key_named():
-    state = official_state("mambamim_hybird_finetune_net.txt")
+    state = official_state_dict("mambamim_hybird_finetune_net.txt")
     state["mae.blocks.1.mamba.A_log"] = torch.zeros(768, 8)
     with pytest.raises(ValueError, match=r"mae\.blocks\.1\.mamba\.A_log.*\(768, 8\)"):
         get_format("hymamba_official").convert(state)
 
 
 def test_foreign_key_is_refused():
-    state = official_state("mambamim_hybird_finetune_net.txt")
+    state = official_state_dict("mambamim_hybird_finetune_net.txt")
     state["blocks.0.attn.qkv.weight"] = torch.zeros(3)
     with pytest.raises(ValueError, match="not part of hymamba"):
         get_format("hymamba_official").convert(state)

@@ -7,12 +7,11 @@ synthesised from the official key listings (every key with its official shape, r
 
 from __future__ import annotations
 
-import ast
 import pickle
-from pathlib import Path
 
 import pytest
 import torch
+from official_keys import official_state_dict
 from safetensors.torch import save_file
 
 from MobileUViTSegmentLib.conversion import get_format, list_formats
@@ -26,7 +25,6 @@ from MobileUViTSegmentLib.conversion.mobile_u_vit_formats import (
 from MobileUViTSegmentLib.errors import WeightsError
 from MobileUViTSegmentLib.models import create_model
 
-KEY_LISTINGS = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "models" / "keys"
 # format, listing, (prefix in the listing, prefix of the format): MobileUtr-S has no listing of its own; it is the 2D
 # S listing with the 2024 prefix, which is the only difference the reference documents.
 FORMATS = [
@@ -37,21 +35,6 @@ FORMATS = [
     ("mobileutr_l_2024_official", "mobileutr_2024_L.txt", None),
     ("mobileutr_s_2024_official", "mobileuvit_2d_S.txt", (LKLGL_PREFIX, ADAPTIVE_LGL_PREFIX)),
 ]
-
-
-def official_state_dict(listing: str, rename: tuple[str, str] | None = None, seed: int = 0) -> dict[str, torch.Tensor]:
-    path = KEY_LISTINGS / listing
-    if not path.is_file():
-        pytest.skip(f"official key listing not found: {path}")
-    generator = torch.Generator().manual_seed(seed)
-    state = {}
-    for line in path.read_text(encoding="utf-8").splitlines()[2:]:
-        key, shape = line.split("\t")
-        if rename:
-            key = key.replace(*rename)
-        state[key] = (torch.randint(0, 1000, (), generator=generator) if key.endswith("num_batches_tracked")
-                      else torch.randn(ast.literal_eval(shape), generator=generator))
-    return state
 
 
 def test_every_mobile_u_vit_format_is_registered():

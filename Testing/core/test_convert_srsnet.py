@@ -6,32 +6,15 @@ The official weights live on Baidu Pan only, so the state dicts here are synthes
 
 from __future__ import annotations
 
-import ast
-from pathlib import Path
-
 import pytest
 import torch
+from official_keys import official_state_dict
 
 from MobileUViTSegmentLib.conversion import get_format, list_formats
 from MobileUViTSegmentLib.conversion.srsnet_formats import assemble_srsnet
 from MobileUViTSegmentLib.models import create_model
 
-KEY_LISTINGS = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "models" / "keys"
 FORMATS = [("srsnet_r_official", "srs_R_reconstruction.txt"), ("srsnet_s_official", "srs_S_segmentation.txt")]
-
-
-def official_state_dict(listing: str, seed: int = 0) -> dict[str, torch.Tensor]:
-    path = KEY_LISTINGS / listing
-    if not path.is_file():
-        pytest.skip(f"official key listing not found: {path}")
-    generator = torch.Generator().manual_seed(seed)
-    state = {}
-    for line in path.read_text(encoding="utf-8").splitlines()[2:]:
-        key, shape = line.split("\t")
-        shape = ast.literal_eval(shape)
-        state[key] = (torch.randint(0, 1000, (), generator=generator) if key.endswith("num_batches_tracked")
-                      else torch.randn(shape, generator=generator))
-    return state
 
 
 def total(state: dict[str, torch.Tensor]) -> float:
