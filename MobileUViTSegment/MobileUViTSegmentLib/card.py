@@ -111,6 +111,14 @@ class InputSpec:
     patch_size: tuple[int, ...]
     description: str = ""
 
+    @classmethod
+    def from_dict(cls, spec: dict) -> InputSpec:
+        """The ``input`` section of a card (or of a pre-training recipe, which describes its input the same way)."""
+        return cls(spatial_dims=spec["spatial_dims"], channels=spec["channels"],
+                   spacing=tuple(spec["spacing"]) if spec.get("spacing") else None,
+                   orientation=spec.get("orientation"), intensity=IntensitySpec(**spec["intensity"]),
+                   patch_size=tuple(spec["patch_size"]), description=spec.get("description", ""))
+
 
 @dataclass(frozen=True)
 class PostprocessingSpec:
@@ -207,7 +215,6 @@ def validate_card_dict(data: dict, source: str) -> None:
 
 def card_from_dict(data: dict, folder: Path, source: str = "<memory>") -> ModelCard:
     validate_card_dict(data, source)
-    spec = data["input"]
     inference = data.get("inference", {})
     return ModelCard(
         id=data["id"],
@@ -222,15 +229,7 @@ def card_from_dict(data: dict, folder: Path, source: str = "<memory>") -> ModelC
         ),
         architecture=data["architecture"]["name"],
         architecture_config=dict(data["architecture"].get("config", {})),
-        input=InputSpec(
-            spatial_dims=spec["spatial_dims"],
-            channels=spec["channels"],
-            spacing=tuple(spec["spacing"]) if spec.get("spacing") else None,
-            orientation=spec.get("orientation"),
-            intensity=IntensitySpec(**spec["intensity"]),
-            patch_size=tuple(spec["patch_size"]),
-            description=spec.get("description", ""),
-        ),
+        input=InputSpec.from_dict(data["input"]),
         inference=InferenceSpec(
             overlap=inference.get("overlap", 0.5),
             sw_batch_size=inference.get("sw_batch_size", 2),

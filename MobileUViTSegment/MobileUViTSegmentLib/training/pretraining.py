@@ -29,7 +29,7 @@ from monai import transforms as mt
 from monai.data import DataLoader, Dataset
 from monai.utils import set_determinism
 
-from ..card import InputSpec, IntensitySpec
+from ..card import InputSpec
 from ..errors import DatasetError
 from ..image_io import VOLUME_SUFFIXES, full_suffix, read_image, write_text_atomically
 from ..models.hymamba import SMALL_VARIANT, HyMambaConfig
@@ -87,14 +87,10 @@ class PretrainRecipe:
         except (OSError, json.JSONDecodeError) as error:
             raise DatasetError(f"pretraining recipe {path} cannot be read as JSON: {error}") from error
         try:
-            spec = data["input"]
             architecture = data["architecture"]
-            input_spec = InputSpec(spatial_dims=spec["spatial_dims"], channels=spec["channels"],
-                                   spacing=tuple(spec["spacing"]) if spec.get("spacing") else None,
-                                   orientation=spec.get("orientation"), intensity=IntensitySpec(**spec["intensity"]),
-                                   patch_size=tuple(spec["patch_size"]))
             recipe = cls(id=data["id"], architecture=architecture["name"],
-                         architecture_config=dict(architecture.get("config", {})), input=input_spec,
+                         architecture_config=dict(architecture.get("config", {})),
+                         input=InputSpec.from_dict(data["input"]),
                          training=PretrainConfig.from_dict(data.get("pretraining", {})))
         except (KeyError, TypeError) as error:
             raise DatasetError(f"pretraining recipe {path} lacks or mistypes {error}") from error
