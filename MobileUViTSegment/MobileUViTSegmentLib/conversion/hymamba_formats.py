@@ -19,7 +19,8 @@ from collections.abc import Mapping
 import torch
 
 from ..models import create_model
-from .registry import OfficialFormat, StateDict, register_format
+from .loading import strip_wrapper_prefixes
+from .registry import OfficialFormat, StateDict, fit_to_reference, register_format
 
 _BACKWARD = re.compile(r"(?P<block>mae\.blocks\.\d+\.mamba)\.(?P<name>A_b_log|D_b|conv1d_b|x_proj_b|dt_proj_b)"
                        r"(?P<tensor>\.weight|\.bias)?")
@@ -34,33 +35,20 @@ def official_to_ours(key: str) -> str:
     return key
 
 
-def _strip_wrappers(state: Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
-    """DistributedDataParallel prefixes every key with ``module.``."""
-    if state and all(key.startswith("module.") for key in state):
-        return {key[len("module."):]: value for key, value in state.items()}
-    return state
-
-
 def convert_official(state: Mapping[str, torch.Tensor], *, encoder_only: bool) -> StateDict:
     reference = create_model("hymamba").state_dict()
     if encoder_only:
         reference = {key: value for key, value in reference.items() if not key.startswith("decoder.")}
-    converted: StateDict = {}
-    for key, tensor in _strip_wrappers(state).items():
+    renamed: dict[str, tuple[str, torch.Tensor]] = {}
+    for key, tensor in strip_wrapper_prefixes(state).items():
         if encoder_only and key in DROPPED_FROM_ENCODER:
             continue
         ours = official_to_ours(key)
         if ours not in reference:
             raise ValueError(f"official key {key!r} is not part of hymamba{' (encoder)' if encoder_only else ''} "
                              "(is this the right file?)")
-        if tuple(tensor.shape) != tuple(reference[ours].shape):
-            raise ValueError(f"official key {key!r} has shape {tuple(tensor.shape)}, hymamba expects "
-                             f"{tuple(reference[ours].shape)} for {ours!r}")
-        converted[ours] = tensor
-    missing = [key for key in reference if key not in converted]
-    if missing:
-        raise ValueError(f"the official state dict lacks {len(missing)} tensor(s) of hymamba, first {missing[0]!r}")
-    return converted
+        renamed[ours] = (key, tensor)
+    return fit_to_reference(renamed, reference, "hymamba")
 
 
 HYMAMBA_OFFICIAL = register_format(OfficialFormat(

@@ -76,9 +76,14 @@ def unwrap_state_dict(content: Mapping, source: str = "the checkpoint") -> dict[
     if not _is_state_dict(state):
         keys = ", ".join(map(str, list(content)[:5])) if isinstance(content, Mapping) else type(content).__name__
         raise WeightsError(f"{source} holds no state dict of tensors (top-level keys: {keys or 'none'})")
+    return strip_wrapper_prefixes(state)
+
+
+def strip_wrapper_prefixes(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Remove the prefix that (Distributed)DataParallel or ``torch.compile`` put on every key, when every key has it."""
     tensors = dict(state)
     for prefix in WRAPPER_PREFIXES:
-        if all(key.startswith(prefix) for key in tensors):
+        if tensors and all(key.startswith(prefix) for key in tensors):
             tensors = {key[len(prefix):]: value for key, value in tensors.items()}
     return tensors
 

@@ -58,3 +58,19 @@ def get_format(name: str) -> OfficialFormat:
         return _FORMATS[name]
     except KeyError:
         raise KeyError(f"unknown official format {name!r}; known: {', '.join(list_formats())}") from None
+
+
+def fit_to_reference(renamed: Mapping[str, tuple[str, torch.Tensor]], reference: Mapping[str, torch.Tensor],
+                     network: str) -> StateDict:
+    """The renamed tensors (our key -> (official key, tensor)) once every shape matches ``reference`` and no tensor of
+    it is missing; otherwise a ``ValueError`` naming the first official key or missing tensor."""
+    converted: StateDict = {}
+    for ours, (key, tensor) in renamed.items():
+        if tuple(tensor.shape) != tuple(reference[ours].shape):
+            raise ValueError(f"official key {key!r} has shape {tuple(tensor.shape)}, {network} expects "
+                             f"{tuple(reference[ours].shape)} for {ours!r}")
+        converted[ours] = tensor
+    missing = [key for key in reference if key not in converted]
+    if missing:
+        raise ValueError(f"the official state dict lacks {len(missing)} tensor(s) of {network}, first {missing[0]!r}")
+    return converted

@@ -18,7 +18,8 @@ from functools import lru_cache
 import torch
 
 from ..models import create_model
-from .registry import OfficialFormat, StateDict, register_format
+from .loading import strip_wrapper_prefixes
+from .registry import OfficialFormat, StateDict, fit_to_reference, register_format
 
 # Inside a residual block (``Dense_BasicBlock_MALC``), wherever it sits. Inner groups are named so that they
 # do not shift the numbered groups of the pattern they are appended to.
@@ -75,34 +76,17 @@ def official_to_ours(key: str, ipatr_prefix: str) -> str | None:
     return None
 
 
-def _strip_data_parallel(state: Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
-    """Checkpoints saved from ``nn.DataParallel`` prefix every key with ``module.``."""
-    if state and all(key.startswith("module.") for key in state):
-        return {key[len("module."):]: value for key, value in state.items()}
-    return state
-
-
 def convert_official(state: Mapping[str, torch.Tensor], architecture: str) -> StateDict:
     """Rename an official R or S state dict to ``architecture``'s keys, checking names and shapes both ways."""
     reference = create_model(architecture).state_dict()
     ipatr_prefix = "" if architecture == "srsnet_r" else "unused_"
     renamed: dict[str, tuple[str, torch.Tensor]] = {}
-    for key, tensor in _strip_data_parallel(state).items():  # names first: a foreign file is named as such
+    for key, tensor in strip_wrapper_prefixes(state).items():  # names first: a foreign file is named as such
         ours = official_to_ours(key, ipatr_prefix)
         if ours is None or ours not in reference:
             raise ValueError(f"official key {key!r} is not part of {architecture} (is this the right file?)")
         renamed[ours] = (key, tensor)
-    converted: StateDict = {}
-    for ours, (key, tensor) in renamed.items():
-        if tuple(tensor.shape) != tuple(reference[ours].shape):
-            raise ValueError(f"official key {key!r} has shape {tuple(tensor.shape)}, {architecture} expects "
-                             f"{tuple(reference[ours].shape)} for {ours!r}")
-        converted[ours] = tensor
-    missing = [key for key in reference if key not in converted]
-    if missing:
-        raise ValueError(f"the official state dict lacks {len(missing)} tensor(s) of {architecture}, first "
-                         f"{missing[0]!r}")
-    return converted
+    return fit_to_reference(renamed, reference, architecture)
 
 
 def assemble_srsnet(reconstruction_state: Mapping[str, torch.Tensor],
