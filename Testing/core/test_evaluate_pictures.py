@@ -14,36 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-import torch
+from picture_models import write_card
 
 from MobileUViTSegmentLib.cli import main
-from MobileUViTSegmentLib.models import create_model
 from MobileUViTSegmentLib.resources import models_dir
-from MobileUViTSegmentLib.weights import save_state_dict
-
-LESION = {"value": 1, "name": "lesion", "color": [200, 60, 60],
-          "terminology": {"category": {"scheme": "SCT", "value": "49755003",
-                                       "meaning": "Morphologically Altered Structure"},
-                          "type": {"scheme": "SCT", "value": "4147007", "meaning": "Mass"}}}
-
-
-def everywhere_or_nowhere_card(folder: Path, foreground: bool) -> Path:
-    network = create_model("mobileuvit_s", spatial_dims=2, in_channels=1, out_channels=1)
-    with torch.no_grad():
-        network.head.weight.zero_()
-        network.head.bias.fill_(4.0 if foreground else -4.0)
-    card = {"id": "constant-2d", "version": "1.0.0", "title": "t", "description": "t", "task": "t", "modality": "US",
-            "labels": [LESION],
-            "architecture": {"name": "mobileuvit_s", "config": {"spatial_dims": 2, "in_channels": 1,
-                                                                 "out_channels": 1}},
-            "input": {"spatial_dims": 2, "channels": 1, "spacing": None, "orientation": None,
-                      "intensity": {"method": "unit"}, "patch_size": [64, 64]},
-            "inference": {"postprocessing": {"largest_component": False, "fill_holes": False}},
-            "weights": save_state_dict(network.state_dict(), folder / "constant-2d.safetensors").to_dict(),
-            "licenses": {"weights": "t", "training_data": "t"}, "training": {}, "metrics": {}}
-    path = folder / "constant-2d.card.json"
-    path.write_text(json.dumps(card), encoding="utf-8")
-    return path
 
 
 @pytest.fixture
@@ -65,7 +39,7 @@ def pictures(tmp_path: Path) -> Path:
 
 
 def test_pictures_are_scored_on_their_grid_and_at_the_input_size_per_image(pictures: Path, tmp_path: Path, capsys):
-    card = everywhere_or_nowhere_card(tmp_path, foreground=True)
+    card = write_card(tmp_path, head_bias=4.0)
     output = tmp_path / "eval"
     assert main(["evaluate", str(pictures), "--model", str(card), "-o", str(output), "--id-list", "val.txt",
                  "--threads", "1"]) == 0
@@ -87,7 +61,7 @@ def test_pictures_are_scored_on_their_grid_and_at_the_input_size_per_image(pictu
 
 
 def test_a_model_that_finds_nothing_scores_zero_and_an_undefined_distance(pictures: Path, tmp_path: Path):
-    card = everywhere_or_nowhere_card(tmp_path, foreground=False)
+    card = write_card(tmp_path, head_bias=-4.0)
     output = tmp_path / "eval"
     assert main(["evaluate", str(pictures), "--model", str(card), "-o", str(output), "--threads", "1"]) == 0
     rows = list(csv.DictReader((output / "per_case.csv").open(encoding="utf-8")))
@@ -99,7 +73,7 @@ def test_the_wrong_kind_of_model_or_option_is_one_clear_line(pictures: Path, tmp
     assert main(["evaluate", str(pictures), "--model", str(models_dir() / "hippocampus-mri.card.json"),
                  "-o", str(tmp_path / "eval")]) == 2
     assert "is a 3D model but" in capsys.readouterr().err
-    card = everywhere_or_nowhere_card(tmp_path, foreground=True)
+    card = write_card(tmp_path, head_bias=4.0)
     (pictures / "masks" / "c.png").unlink()
     assert main(["evaluate", str(pictures), "--model", str(card), "-o", str(tmp_path / "eval"),
                  "--id-list", str(pictures / "splits" / "val.txt"), "--threads", "1"]) == 0

@@ -3,14 +3,13 @@ grid, colour pictures feed grey models, and reconstruction cards are refused."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+from picture_models import write_card
 from torch import nn
 
 from MobileUViTSegmentLib.card import load_card
@@ -19,36 +18,6 @@ from MobileUViTSegmentLib.errors import ModelError
 from MobileUViTSegmentLib.image_io import match_components, read_image
 from MobileUViTSegmentLib.inference.engine import Segmenter
 from MobileUViTSegmentLib.inference.predictor import slice_batch_probabilities
-from MobileUViTSegmentLib.models import create_model
-from MobileUViTSegmentLib.weights import save_state_dict
-
-LESION = {"value": 1, "name": "lesion", "color": [200, 60, 60],
-          "terminology": {"category": {"scheme": "SCT", "value": "49755003",
-                                       "meaning": "Morphologically Altered Structure"},
-                          "type": {"scheme": "SCT", "value": "4147007", "meaning": "Mass"}}}
-
-
-def write_card(folder: Path, *, head_bias: float = 0.0, kind: str | None = None) -> Path:
-    """A grey single-logit 2D Mobile U-ViT card; ``head_bias`` pushes every logit up or down."""
-    torch.manual_seed(0)
-    network = create_model("mobileuvit_s", spatial_dims=2, in_channels=1, out_channels=1)
-    with torch.no_grad():
-        network.head.weight.zero_()
-        network.head.bias.fill_(head_bias)
-    card = {"id": "grey-2d", "version": "1.0.0", "title": "t", "description": "t", "task": "t", "modality": "US",
-            "labels": [] if kind == "reconstruction" else [LESION],
-            "architecture": {"name": "mobileuvit_s", "config": {"spatial_dims": 2, "in_channels": 1,
-                                                                 "out_channels": 1}},
-            "input": {"spatial_dims": 2, "channels": 1, "spacing": None, "orientation": None,
-                      "intensity": {"method": "unit"}, "patch_size": [64, 64]},
-            "inference": {"postprocessing": {"largest_component": False, "fill_holes": False}},
-            "weights": asdict(save_state_dict(network.state_dict(), folder / "grey-2d.safetensors")),
-            "licenses": {"weights": "t", "training_data": "t"}, "training": {}, "metrics": {}}
-    if kind:
-        card["kind"] = kind
-    path = folder / "grey-2d.card.json"
-    path.write_text(json.dumps(card))
-    return path
 
 
 class Identity2d(nn.Module):
