@@ -59,18 +59,18 @@ def ensure_weights(card: ModelCard, progress: ProgressCallback = ignore_progress
                    cancel: Optional[CancelToken] = None, allow_download: bool = True) -> Path:
     """The verified weights file of ``card``, downloading it first when it is missing and the card names a URL."""
     path = find_weights(card)
-    if path is None:
-        if card.weights.url is None:
-            raise WeightsError(f"weights file {card.weights_path} is missing and model {card.id} names no URL to "
-                               f"download it from; if you have the file, run: mobileuvit-segment weights import "
-                               f"{card.id} FILE")
-        if not allow_download:
-            raise WeightsError(f"weights of model {card.id} are not on this machine and downloading is switched "
-                               f"off; download {card.weights.url} elsewhere and run: mobileuvit-segment weights "
-                               f"import {card.id} FILE")
-        path = download_weights(card.weights, progress=progress, cancel=cancel)
-    verify_weights(path, card.weights)
-    return path
+    if path is not None:
+        verify_weights(path, card.weights)
+        return path
+    if card.weights.url is None:
+        raise WeightsError(f"weights file {card.weights_path} is missing and model {card.id} names no URL to "
+                           f"download it from; if you have the file, run: mobileuvit-segment weights import "
+                           f"{card.id} FILE")
+    if not allow_download:
+        raise WeightsError(f"weights of model {card.id} are not on this machine and downloading is switched "
+                           f"off; download {card.weights.url} elsewhere and run: mobileuvit-segment weights "
+                           f"import {card.id} FILE")
+    return download_weights(card.weights, progress=progress, cancel=cancel)  # verified before it enters the cache
 
 
 def download_weights(spec: WeightsSpec, url: Optional[str] = None, progress: ProgressCallback = ignore_progress,
