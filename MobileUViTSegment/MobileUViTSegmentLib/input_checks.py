@@ -12,6 +12,7 @@ import SimpleITK as sitk
 
 from .card import InputSpec
 from .errors import InputError
+from .spatial import resampled_size
 from .system_memory import available_memory_bytes, describe_bytes
 
 # From electron microscopy (nanometres) to a whole-body scout (tens of centimetres), with margin either side.
@@ -82,7 +83,7 @@ def check_model_grid_fits(image: sitk.Image, spec: InputSpec, name: str) -> None
     if spec.spacing is None or spec.spatial_dims != 3:
         return
     extent = np.asarray(image.GetSize(), dtype=float) * np.asarray(image.GetSpacing(), dtype=float)
-    voxels = float(np.prod(np.maximum(np.round(extent / np.asarray(spec.spacing, dtype=float)), 1)))
+    voxels = float(np.prod(resampled_size(image, spec.spacing)))  # float: a broken header can overflow integers
     needed = voxels * 4 * spec.channels
     available = available_memory_bytes()
     if available is not None and needed > available / 4:

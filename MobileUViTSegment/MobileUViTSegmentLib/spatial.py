@@ -41,11 +41,16 @@ def needs_resampling(image: sitk.Image, spacing: Optional[Sequence[float]]) -> b
     return bool(np.any(np.abs(current - target) > SPACING_TOLERANCE * target))
 
 
+def resampled_size(image: sitk.Image, spacing: Sequence[float]) -> np.ndarray:
+    """Voxels per axis of the grid that covers ``image``'s extent at ``spacing`` (at least one per axis)."""
+    extent = np.asarray(image.GetSize(), dtype=float) * np.asarray(image.GetSpacing(), dtype=float)
+    return np.maximum(np.round(extent / np.asarray(spacing, dtype=float)), 1)
+
+
 def resample_to_spacing(image: sitk.Image, spacing: Sequence[float], *, is_label: bool = False) -> sitk.Image:
     """Resample onto a grid with the same origin and direction that covers the same extent at ``spacing``."""
-    old_spacing = np.asarray(image.GetSpacing(), dtype=float)
     new_spacing = np.asarray(spacing, dtype=float)
-    new_size = np.maximum(np.round(np.asarray(image.GetSize()) * old_spacing / new_spacing), 1).astype(int)
+    new_size = resampled_size(image, spacing).astype(int)
     interpolator = sitk.sitkNearestNeighbor if is_label else sitk.sitkLinear
     return sitk.Resample(image, [int(s) for s in new_size], sitk.Transform(), interpolator, image.GetOrigin(),
                          [float(s) for s in new_spacing], image.GetDirection(), 0.0,
