@@ -3,6 +3,7 @@
 * :mod:`.segmentation_logic`: the Logic (start, poll, cancel, segment-and-wait) driving a worker process;
 * :mod:`.volume_export` / :mod:`.volume_files`: volume node → private temporary file with exact geometry;
 * :mod:`.result_import`: worker label map → named, coloured, terminology-coded segments on the input's grid;
+* :mod:`.sequence_segmentation`: every frame of a sequence (4D volume) → a browsable sequence of segmentations;
 * :mod:`.processing_state`: the idle/starting/running/cancelling/importing/done/failed machine behind the panel;
 * :mod:`.dependencies` / :mod:`.dependency_installer`: what Slicer's Python lacks, and installing it after consent;
 * :mod:`.model_choices`, :mod:`.worker_launch`, :mod:`.messages`, :mod:`.signals`: small helpers.
@@ -16,6 +17,12 @@ from .model_choices import ModelChoice, ModelList, loadModelList
 from .processing_state import PanelView, ProcessingState, ProcessingStateMachine
 from .result_import import ImportedSegments, LabelDescription, ResultImportError, importLabelMap
 from .segmentation_logic import SegmentationFailed, SegmentationLogic, WorkerClientProtocol
+from .sequence_segmentation import (
+    SequenceProgress,
+    SequenceSegmentation,
+    SequenceSegmentationFailed,
+    SequenceSegmentationResult,
+)
 from .signals import Signal
 from .volume_export import WorkerFiles, exportVolumeForWorker, volumeProblem
 from .volume_files import loadVolumeFile, writeVolumeFile
@@ -34,6 +41,10 @@ __all__ = [
     "ResultImportError",
     "SegmentationFailed",
     "SegmentationLogic",
+    "SequenceProgress",
+    "SequenceSegmentation",
+    "SequenceSegmentationFailed",
+    "SequenceSegmentationResult",
     "Signal",
     "WorkerClientProtocol",
     "WorkerFiles",
