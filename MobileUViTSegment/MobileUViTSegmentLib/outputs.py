@@ -1,13 +1,15 @@
 """Writing results: Slicer segmentations (``.seg.nrrd``), label maps (``.nii.gz``/``.nrrd``/...) and 2D PNG label maps.
 
 A ``.seg.nrrd`` carries one segment per card label with its name, colour and SNOMED CT terminology, on the input's
-grid, so Slicer (and slicerio) open it as named, coloured segments ready for editing. Every file is written
-atomically: a crash or a cancel leaves either the previous file or none, never a partial one.
+grid, so Slicer (and slicerio) open it as named, coloured segments ready for editing. A ``.dcm`` is a DICOM SEG
+referencing the input DICOM series (:mod:`.dicom_seg`; DICOM inputs only). Every file is written atomically: a
+crash or a cancel leaves either the previous file or none, never a partial one.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import SimpleITK as sitk
@@ -18,9 +20,10 @@ from .errors import OutputError
 from .image_io import atomic_output, full_suffix, write_image
 from .spatial import label_to_array
 
-FORMATS = {"seg.nrrd": ".seg.nrrd", "nii.gz": ".nii.gz", "nrrd": ".nrrd", "png": ".png"}
+FORMATS = {"seg.nrrd": ".seg.nrrd", "nii.gz": ".nii.gz", "nrrd": ".nrrd", "png": ".png", "dcm": ".dcm"}
 LABEL_MAP_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
-SUPPORTED_SUFFIXES = (".seg.nrrd", ".png", *LABEL_MAP_SUFFIXES)
+DICOM_SEG_SUFFIX = ".dcm"  # a DICOM Segmentation referencing the input series (see dicom_seg); DICOM input only
+SUPPORTED_SUFFIXES = (".seg.nrrd", ".png", *LABEL_MAP_SUFFIXES, DICOM_SEG_SUFFIX)
 
 
 def as_volume(labels: sitk.Image) -> sitk.Image:
@@ -109,10 +112,20 @@ def write_png_labels(labels: sitk.Image, path: Path) -> None:
     write_image(sitk.Cast(labels, sitk.sitkUInt8), path, compress=False)
 
 
-def write_result(labels: sitk.Image, card: ModelCard, path: Path) -> None:
-    """Write ``labels`` in the format the suffix of ``path`` names."""
+def write_result(labels: sitk.Image, card: ModelCard, path: Path, source: Optional[Path] = None) -> None:
+    """Write ``labels`` in the format the suffix of ``path`` names.
+
+    ``source`` is the input the labels were segmented from; a DICOM SEG (``.dcm``) needs it to be the DICOM series
+    folder, whose instances the SEG references.
+    """
     suffix = full_suffix(path)
-    if suffix == ".seg.nrrd":
+    if suffix == DICOM_SEG_SUFFIX:
+        if source is None or not Path(source).is_dir():
+            raise OutputError(f"cannot write {path.name}: DICOM SEG output (.dcm) needs a DICOM series folder as input")
+        from .dicom_seg import write_dicom_seg  # lazily: highdicom is only needed for this format
+
+        write_dicom_seg(labels, card, Path(source), path)
+    elif suffix == ".seg.nrrd":
         write_seg_nrrd(labels, card, path)
     elif suffix in LABEL_MAP_SUFFIXES:
         write_image(labels, path)
@@ -120,4 +133,4 @@ def write_result(labels: sitk.Image, card: ModelCard, path: Path) -> None:
         write_png_labels(labels, path)
     else:
         raise OutputError(f"cannot write {path.name}: unknown output format {suffix or '(none)'}; use .seg.nrrd, "
-                          ".nii.gz, .nrrd or .png")
+                          ".nii.gz, .nrrd, .png or .dcm")

@@ -16,7 +16,7 @@ from ..devices import resolve_device
 from ..errors import InputError, OutputError, SegmentationError
 from ..image_io import IMAGE_2D_SUFFIXES, VOLUME_SUFFIXES, full_suffix, read_image, stem
 from ..inference.engine import SegmentationOptions, Segmenter
-from ..outputs import FORMATS, SUPPORTED_SUFFIXES, write_result
+from ..outputs import DICOM_SEG_SUFFIX, FORMATS, SUPPORTED_SUFFIXES, write_result
 from .download_bar import DownloadBar
 from .options import add_device_options, apply_thread_option
 
@@ -26,7 +26,8 @@ def add_parser(subparsers) -> None:
         "segment", help="segment images with a model",
         description="Segment INPUT (a file or a DICOM series folder) into the file OUTPUT, whose suffix picks the "
                     "format (.seg.nrrd: Slicer segmentation with names, colours and terminology; .nii.gz/.nrrd: "
-                    "label map; .png: 2D label map). With several inputs, or a folder of images, OUTPUT is a "
+                    "label map; .png: 2D label map; .dcm: DICOM SEG referencing the input series, for a DICOM "
+                    "series input only). With several inputs, or a folder of images, OUTPUT is a "
                     "folder and --format picks the format. The model is loaded once.")
     parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUTPUT")
@@ -88,9 +89,23 @@ def plan_outputs(inputs: list[Path], output: Path, batch: bool, output_format: s
         if target.resolve() in resolved_inputs:
             raise OutputError(f"output {target} is one of the inputs; an input is never overwritten")
         if full_suffix(target) not in SUPPORTED_SUFFIXES:
-            raise OutputError(f"cannot write {target.name}: unknown output format; use .seg.nrrd, .nii.gz, .nrrd "
-                              "or .png")
+            raise OutputError(f"cannot write {target.name}: unknown output format; use .seg.nrrd, .nii.gz, .nrrd, "
+                              ".png or .dcm")
+    check_dicom_seg_outputs(inputs, targets)
     return targets
+
+
+def check_dicom_seg_outputs(inputs: list[Path], targets: list[Path]) -> None:
+    """A DICOM SEG (.dcm) references its input series, so it needs one; refused before the network runs."""
+    for source, target in zip(inputs, targets):
+        if full_suffix(target) != DICOM_SEG_SUFFIX:
+            continue
+        if not source.is_dir():  # expand_inputs keeps only DICOM series folders as folders
+            raise OutputError(f"cannot write {target.name}: DICOM SEG output (.dcm) needs a DICOM series folder as "
+                              f"input, and {source.name} is not one")
+        from ..dicom_seg import check_source  # lazily: highdicom is only needed for this format
+
+        check_source(source)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -115,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         try:
             result = segmenter.segment(read_image(source), options=options, name=str(source))
-            write_result(result.labels, card, target)
+            write_result(result.labels, card, target, source=source)
         except SegmentationError as error:
             if not batch:
                 raise
