@@ -7,7 +7,8 @@ warnings go to stderr). Started with ``python -m MobileUViTSegmentLib worker``.
 Requests::
 
     {"type": "segment", "id": "r1", "input": "/tmp/in.nrrd", "output": "/tmp/labels.nrrd",
-     "model": "hippocampus-mri", "device": "auto", "postprocess": null}
+     "model": "hippocampus-mri", "device": "auto", "postprocess": null,
+     "uncertainty": "/tmp/uncertainty.nrrd", "disagreement": "/tmp/disagreement.nrrd", "tta": true}
     {"type": "ping", "id": "p1"}
     {"type": "shutdown"}
 
@@ -16,9 +17,22 @@ Events::
     {"event": "ready", "version": "...", "device": "cpu", "devices": "no CUDA GPU detected; CPU only"}
     {"event": "progress", "id": "r1", "stage": "inferring", "fraction": 0.42, "message": "..."}
     {"event": "done", "id": "r1", "output": "/tmp/labels.nrrd", "device": "cpu", "timings": {...},
-     "labels": [{"value": 1, "name": "...", "color": [r, g, b], "terminology": "<Slicer TerminologyEntry>"}]}
+     "labels": [{"value": 1, "name": "...", "color": [r, g, b], "terminology": "<Slicer TerminologyEntry>"}],
+     "uncertainty": "/tmp/uncertainty.nrrd", "disagreement": "/tmp/disagreement.nrrd",
+     "confidence": {"1": 0.93, "2": 0.91},
+     "review": [{"rank": 1, "label_value": 2, "label_name": "...", "voxel_count": 86, "mean_uncertainty": 0.6,
+                 "total_uncertainty": 51.4, "centroid_index": [i, j, k], "centroid_lps": [x, y, z],
+                 "centroid_ras": [x, y, z], "slice_index": 26}, ...]}
     {"event": "error", "id": "r1", "kind": "InputError", "message": "one clear sentence"}
     {"event": "pong", "id": "p1"}
+
+Optional request fields (a request without them behaves exactly as before, and its ``done`` event has none of the
+fields they add): ``"uncertainty"``, a path where the float32 uncertainty map (normalised entropy in [0, 1], on the
+input's exact grid) is written atomically; ``"tta": true``, test-time flips (probabilities averaged over mirrored
+passes; see ``inference.engine.tta_flip_axes``); ``"disagreement"``, a path for the flip-disagreement map (needs
+``"tta": true``). With ``"uncertainty"`` or ``"tta"`` the ``done`` event adds ``"confidence"`` (label value as a
+string -> score in [0, 1]; labels the run did not find are absent) and ``"review"`` (the most uncertain regions, rank
+1 first), plus the paths written. Definitions: ``MobileUViTSegmentLib.confidence``.
 
 Cancelling is killing the process: the output is written atomically, so a killed worker leaves no partial file,
 and the client starts a fresh worker for the next run. Loaded models are cached between requests.
@@ -38,12 +52,16 @@ import torch
 from .catalog import Catalog
 from .devices import describe_devices, resolve_device
 from .errors import SegmentationError
-from .image_io import read_image
+from .image_io import read_image, write_image
 from .inference.engine import SegmentationOptions, Segmenter
 from .outputs import write_result
 from .progress import Progress, ProgressCallback
 
 PROTOCOL_VERSION = "1"
+
+
+class ProtocolError(Exception):
+    """A request the worker cannot make sense of; reported as a ``ProtocolError`` event."""
 
 
 class Worker:
@@ -71,18 +89,30 @@ class Worker:
             self.emit("progress", id=request_id, stage=update.stage, fraction=update.fraction,
                       message=update.message)
 
+        tta = bool(request.get("tta", False))
+        if request.get("disagreement") and not tta:
+            raise ProtocolError('"disagreement" needs "tta": true (it compares the test-time flip passes)')
         self.emit("progress", id=request_id, stage="loading", fraction=0.0, message="loading the model")
         device = resolve_device(request.get("device", "auto"))
         segmenter = self.segmenter(request["model"], device, progress)
         image = read_image(request["input"])
-        options = SegmentationOptions(postprocess=request.get("postprocess"))
+        options = SegmentationOptions(postprocess=request.get("postprocess"),
+                                      uncertainty=bool(request.get("uncertainty")), tta=tta)
         result = segmenter.segment(image, options=options, progress=progress, name="the input volume")
+        extra: dict[str, Any] = {}
+        for field_name, map_image in (("uncertainty", result.uncertainty), ("disagreement", result.disagreement)):
+            if request.get(field_name) and map_image is not None:
+                write_image(map_image, Path(request[field_name]))
+                extra[field_name] = request[field_name]
         write_result(result.labels, result.card, Path(request["output"]))
+        if options.assesses_confidence:
+            extra["confidence"] = {str(value): score for value, score in result.confidence.items()}
+            extra["review"] = [item.to_json() for item in result.review]
         labels = [{"value": label.value, "name": label.name, "color": list(label.color),
                    "terminology": label.terminology.slicer_entry()} for label in result.card.labels]
         self.emit("done", id=request_id, output=request["output"], device=result.device, labels=labels,
                   model=result.card.id, timings={**result.timings, "total": round(time.perf_counter() - started, 3)},
-                  notes=result.notes)
+                  notes=result.notes, **extra)
 
     def handle(self, request: dict) -> bool:
         """Handle one request; return False when the worker should stop."""
@@ -101,6 +131,8 @@ class Worker:
             self.emit("error", id=request.get("id", ""), kind=type(error).__name__, message=str(error))
         except KeyError as error:
             self.emit("error", id=request.get("id", ""), kind="ProtocolError", message=f"request lacks {error}")
+        except ProtocolError as error:
+            self.emit("error", id=request.get("id", ""), kind="ProtocolError", message=str(error))
         except Exception as error:  # a bug: report it, keep serving, keep the traceback on stderr
             traceback.print_exc(file=sys.stderr)
             self.emit("error", id=request.get("id", ""), kind=type(error).__name__,

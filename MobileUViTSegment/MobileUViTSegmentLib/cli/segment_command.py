@@ -17,6 +17,7 @@ from ..errors import InputError, OutputError, SegmentationError
 from ..image_io import IMAGE_2D_SUFFIXES, VOLUME_SUFFIXES, full_suffix, read_image, stem
 from ..inference.engine import SegmentationOptions, Segmenter
 from ..outputs import DICOM_SEG_SUFFIX, FORMATS, SUPPORTED_SUFFIXES, write_result
+from .confidence_report import add_confidence_options, check_map_paths, print_confidence, write_maps
 from .download_bar import DownloadBar
 from .options import add_device_options, apply_thread_option
 
@@ -38,6 +39,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--no-postprocess", action="store_true",
                         help="skip largest-component and hole-filling post-processing")
     parser.add_argument("--overlap", type=float, default=None, help="sliding-window overlap (default: card's)")
+    add_confidence_options(parser)
     parser.add_argument("--quiet", action="store_true", help="print only errors")
     parser.set_defaults(handler=run)
 
@@ -112,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
     apply_thread_option(args)
     inputs, batch = expand_inputs(args.inputs)
     targets = plan_outputs(inputs, args.output, batch, args.format)
+    check_map_paths(inputs, targets, args)
     card = Catalog().get(args.model)
     device = resolve_device(args.device)
     folder = targets[0].parent
@@ -124,13 +127,15 @@ def run(args: argparse.Namespace) -> int:
         segmenter = Segmenter(card, device, progress=None if args.quiet else bar)
     finally:
         bar.close()
-    options = SegmentationOptions(postprocess=False if args.no_postprocess else None, overlap=args.overlap)
+    options = SegmentationOptions(postprocess=False if args.no_postprocess else None, overlap=args.overlap,
+                                  uncertainty=args.uncertainty, tta=args.tta)
     failures = 0
     for source, target in zip(inputs, targets):
         started = time.perf_counter()
         try:
             result = segmenter.segment(read_image(source), options=options, name=str(source))
             write_result(result.labels, card, target, source=source)
+            write_maps(result, target, args)
         except SegmentationError as error:
             if not batch:
                 raise
@@ -142,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{source} -> {target} ({time.perf_counter() - started:.1f} s on {result.device}; found {found})")
             for note in result.notes:
                 print(f"  note: {note}")
+            print_confidence(result)
     if failures:
         print(f"mobileuvit-segment: {failures} of {len(inputs)} inputs failed; nothing was written for them",
               file=sys.stderr)

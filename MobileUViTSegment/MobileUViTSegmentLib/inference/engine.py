@@ -10,6 +10,12 @@ Steps for each image (each reported as a progress stage and timed):
    model), axes permuted back, the input's geometry copied exactly;
 4. **postprocessing**: largest component per class and hole filling, when switched on.
 
+Optional (:class:`SegmentationOptions`): ``tta`` runs the network once more per mirror axis (:func:`tta_flip_axes`:
+the axes the model was trained mirrored along) on the image flipped along it, in model space, and averages the
+probabilities; ``uncertainty`` (or ``tta``) adds an uncertainty map on the input's exact grid (resampled like the
+probabilities behind the label map), a confidence score per segment and a review list of uncertain regions
+(definitions in :mod:`..confidence`). With both off none of this runs and nothing extra is kept in memory.
+
 When CUDA runs out of memory during step 2, the run is retried with one window at a time, then on the CPU; each
 fallback is said in a progress message and in the result's ``notes``, so the user learns why it was slower.
 
@@ -28,6 +34,14 @@ import SimpleITK as sitk
 import torch
 
 from ..card import ModelCard
+from ..confidence import (
+    ReviewItem,
+    flip_disagreement,
+    label_confidence,
+    normalised_entropy,
+    review_regions,
+    scalar_map_to_original,
+)
 from ..errors import ModelError
 from ..image_io import match_components
 from ..model_loading import load_network
@@ -49,15 +63,30 @@ class SegmentationOptions:
     overlap: Optional[float] = None
     sw_batch_size: Optional[int] = None
     amp: bool = True
+    uncertainty: bool = False  # uncertainty map, per-segment confidence and review list (no extra network pass)
+    tta: bool = False  # test-time flips: 1 + one pass per mirror axis, probabilities averaged; implies the above
+
+    @property
+    def assesses_confidence(self) -> bool:
+        return self.uncertainty or self.tta
 
 
 @dataclass
 class SegmentationResult:
+    """A run's label map, and with ``uncertainty``/``tta`` how sure the network was (see :mod:`..confidence`)."""
+
     labels: sitk.Image  # uint8 label map on the input's exact grid, values as in the card
     card: ModelCard
     device: str
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # what the run had to do differently (memory fallbacks)
+    # float32 normalised entropy of the (flip-averaged) probabilities in [0, 1], on the labels' exact grid.
+    uncertainty: Optional[sitk.Image] = None
+    # float32 fraction of flip passes whose argmax differs from the consensus, same grid; only with ``tta``.
+    disagreement: Optional[sitk.Image] = None
+    # label value -> mean (1 - uncertainty) over its voxels; labels absent from ``labels`` are not in the dict.
+    confidence: dict[int, float] = field(default_factory=dict)
+    review: list[ReviewItem] = field(default_factory=list)  # most uncertain regions, rank 1 first
 
     def present_labels(self) -> list[int]:
         return [int(value) for value in np.unique(sitk.GetArrayViewFromImage(self.labels)) if value != 0]
@@ -113,7 +142,12 @@ class Segmenter:
             attempts += [(torch.device("cpu"), batch)]
         for attempt, (device, batch) in enumerate(attempts):
             try:
-                probabilities = self._infer(prepared.array, options, device, batch, on_fraction, cancel)
+                if options.tta:
+                    probabilities, pass_labels = self._infer_with_flips(prepared.array, options, device, batch,
+                                                                        on_fraction, cancel)
+                else:
+                    probabilities, pass_labels = self._infer(prepared.array, options, device, batch, on_fraction,
+                                                             cancel), []
                 break
             except torch.cuda.OutOfMemoryError:
                 if attempt == len(attempts) - 1:
@@ -131,7 +165,20 @@ class Segmenter:
         clock = time.perf_counter()
         stages.report("restoring", 0.0, "mapping the result onto the input grid")
         space = prepared.space
-        oriented_labels = space.probabilities_to_oriented_grid(probabilities).argmax(0).astype(np.uint8)
+        uncertainty = disagreement = None
+        if options.assesses_confidence:
+            oriented = space.probabilities_to_oriented_grid(probabilities)
+            oriented_labels = oriented.argmax(0).astype(np.uint8)
+            uncertainty = scalar_map_to_original(space, normalised_entropy(oriented), spec.spatial_dims)
+            del oriented
+            if options.tta:
+                consensus = probabilities.argmax(0).astype(np.uint8)  # on the model grid, like the passes
+                fraction = flip_disagreement(pass_labels, consensus)[None]
+                disagreement = scalar_map_to_original(space, space.probabilities_to_oriented_grid(fraction)[0],
+                                                      spec.spatial_dims)
+                del consensus, fraction, pass_labels
+        else:
+            oriented_labels = space.probabilities_to_oriented_grid(probabilities).argmax(0).astype(np.uint8)
         if spec.spatial_dims == 3:
             labels = space.labels_to_original(oriented_labels)
         else:
@@ -147,9 +194,44 @@ class Segmenter:
                                         keep_largest=postprocessing.largest_component,
                                         fill_holes=postprocessing.fill_holes)
         timings["postprocessing"] = time.perf_counter() - clock
+        confidence: dict[int, float] = {}
+        review: list[ReviewItem] = []
+        if uncertainty is not None:
+            clock = time.perf_counter()
+            stages.report("postprocessing", 1.0, "scoring confidence and ranking uncertain regions")
+            label_array = sitk.GetArrayViewFromImage(labels)
+            confidence = label_confidence(sitk.GetArrayViewFromImage(uncertainty), label_array,
+                                          [label.value for label in card.labels])
+            review = review_regions(uncertainty, labels, {label.value: label.name for label in card.labels})
+            timings["confidence"] = time.perf_counter() - clock
         stages.report("postprocessing", 1.0, "done")
         return SegmentationResult(labels=labels, card=card, device=str(device),
-                                  timings={key: round(value, 3) for key, value in timings.items()}, notes=notes)
+                                  timings={key: round(value, 3) for key, value in timings.items()}, notes=notes,
+                                  uncertainty=uncertainty, disagreement=disagreement, confidence=confidence,
+                                  review=review)
+
+    def _infer_with_flips(self, array: np.ndarray, options: SegmentationOptions, device: torch.device, batch: int,
+                          on_fraction, cancel: CancelToken) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Probabilities averaged over the identity and a flip along each axis of :func:`tta_flip_axes` (model
+        space), and each pass's argmax (for the disagreement map)."""
+        flips = [None, *(axis + 1 for axis in tta_flip_axes(self.card))]  # array axes: (channels, x, y[, z])
+        total: Optional[np.ndarray] = None
+        pass_labels: list[np.ndarray] = []
+        for index, axis in enumerate(flips):
+            cancel.raise_if_cancelled()
+            inputs = array if axis is None else np.ascontiguousarray(np.flip(array, axis))
+            on_pass = lambda fraction, index=index: on_fraction((index + fraction) / len(flips))  # noqa: E731
+            probabilities = self._infer(inputs, options, device, batch, on_pass, cancel)
+            if axis is not None:
+                probabilities = np.flip(probabilities, axis)  # (classes, x, y[, z]): the same axis index
+            pass_labels.append(probabilities.argmax(0).astype(np.uint8))
+            if total is None:
+                total = np.array(probabilities, dtype=np.float32)
+            else:
+                total += probabilities
+            del probabilities
+        total /= np.float32(len(flips))
+        return total, pass_labels
 
     def _infer(self, array: np.ndarray, options: SegmentationOptions, device: torch.device, batch: int,
                on_fraction, cancel: CancelToken) -> np.ndarray:
@@ -168,6 +250,19 @@ class Segmenter:
         """The network loaded afresh on ``device`` for a fallback run (copying it from a GPU that is out of memory
         could fail again); the loaded one stays where it was for the next run."""
         return with_requested_backend(self.card, load_network(self.card, device), device)
+
+
+def tta_flip_axes(card: ModelCard) -> tuple[int, ...]:
+    """Spatial axes (0 = x in model space) to flip for test-time augmentation: those the model was trained to be
+    mirror-invariant along (the card's ``training.config.augmentation.flip_axes``, as nnU-Net does), or every axis
+    when the card does not record its augmentation. Flipping along an axis the model never saw mirrored (anterior
+    and posterior hippocampus along y) would only add wrong passes."""
+    augmentation = (card.training.get("config") or {}).get("augmentation") or {}
+    recorded = augmentation.get("flip_axes")
+    dims = card.input.spatial_dims
+    if recorded is None:
+        return tuple(range(dims))
+    return tuple(sorted({int(axis) for axis in recorded if 0 <= int(axis) < dims}))
 
 
 def _release_cuda_memory() -> None:
