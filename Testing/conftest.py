@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,22 @@ def shared_volumes(shared_data: Path) -> Path:
     if not folder.is_dir():
         pytest.skip(f"volumes not found in {folder}")
     return folder
+
+
+@pytest.fixture(autouse=True, scope="session")
+def isolated_local_models(tmp_path_factory) -> Iterator[Path]:
+    """Point the per-user local models folder (``finetune``'s output) at a temporary one for the whole suite.
+
+    Otherwise a developer's own fine-tuned models would join the catalog the tests see, and a test that fine-tunes
+    without its own folder would write into the developer's real one. Worker processes inherit the variable.
+    """
+    from MobileUViTSegmentLib.resources import LOCAL_MODELS_VARIABLE
+
+    folder = tmp_path_factory.mktemp("local-models")
+    previous = os.environ.get(LOCAL_MODELS_VARIABLE)
+    os.environ[LOCAL_MODELS_VARIABLE] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop(LOCAL_MODELS_VARIABLE, None)
+    else:
+        os.environ[LOCAL_MODELS_VARIABLE] = previous

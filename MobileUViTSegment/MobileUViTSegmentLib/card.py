@@ -9,6 +9,11 @@ command and split, and measured figures all come from the card.
 R): such a card has no labels and is not a segmenter; it exists to start another training run
 (``train --init-weights``). 2D cards need no activation field: a network with one output channel is read as
 sigmoid > 0.5, any other as softmax argmax (see :mod:`.inference.predictor`).
+
+``lineage`` (optional) is present on a model made on the user's machine from another one (``finetune``): the parent's
+id, version and weights sha256 (which exact network it started from), the corrected cases it learned from, the
+held-out cases it was measured on, mean Dice there before and after, the date and the exact command. Cards without it
+(every shipped model) stay valid.
 """
 
 from __future__ import annotations
@@ -170,6 +175,12 @@ class ModelCard:
     folder: Path
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
     kind: str = "segmentation"
+    lineage: dict[str, Any] = field(default_factory=dict)  # empty unless made from a parent model (finetune)
+
+    @property
+    def parent_id(self) -> Optional[str]:
+        """The id of the model this one was fine-tuned from, or None for a model trained from scratch."""
+        return self.lineage.get("parent", {}).get("id") if self.lineage else None
 
     @property
     def is_segmenter(self) -> bool:
@@ -245,6 +256,7 @@ def card_from_dict(data: dict, folder: Path, source: str = "<memory>") -> ModelC
         folder=folder,
         raw=data,
         kind=data.get("kind", "segmentation"),
+        lineage=dict(data.get("lineage", {})),
     )
 
 

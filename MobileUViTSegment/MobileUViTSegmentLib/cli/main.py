@@ -13,6 +13,7 @@ from . import (
     demo_command,
     evaluate_command,
     export_command,
+    finetune_command,
     models_command,
     pretrain_command,
     segment_command,
@@ -22,7 +23,7 @@ from . import (
 )
 
 COMMANDS = [segment_command, models_command, evaluate_command, train_command, pretrain_command, convert_command,
-            export_command, weights_command, demo_command, worker_command]
+            export_command, weights_command, demo_command, worker_command, finetune_command]
 PROGRAM = "mobileuvit-segment"
 
 
