@@ -14,14 +14,23 @@ Rules (the user's work always wins):
   grid (e.g. an axis flipped by Slicer's reader for a left-handed file) is mapped with nearest-neighbour resampling,
   exact when the voxel centres coincide. (Slicer keeps the reference geometry as text with 16 significant digits, so
   an oblique matrix may come back one unit in the last place away.)
-* Importing is all or nothing: on any error the segments added so far (or the new node) are removed again.
+* Importing is all or nothing: on any error the segments added so far (or the new node) are removed again, and a
+  "replace" puts every segment back as it was.
+
+Into an existing segmentation the result goes in one of three modes (:mod:`.import_modes`): ``"add"`` (the rules
+above), ``"replace"`` (the segments this model made earlier get the new voxels, keeping their IDs, names, colours
+and terminology; the overwritten state can be restored, see :mod:`.result_backup`) or ``"fillEmpty"`` (new segments
+only where nothing is segmented). Segments the model did not create are never touched in any mode. With a region of
+interest (a :class:`~.roi_crop.VoxelBox` of the volume, the block the worker segmented) voxels change only inside
+it; the reference geometry stays the whole volume's grid. Every segment written is tagged with the model, its label
+value and a fingerprint of its voxels (:mod:`.model_segments`), so later runs can tell whether the user edited it.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
@@ -29,10 +38,23 @@ import slicer
 import vtk
 from vtk.util.numpy_support import vtk_to_numpy
 
-from .volume_files import VolumeFileError, arrayToMatrix, ijkToRasArray, readOrientedImageFile
+from .import_modes import ImportMode, clearOccupiedVoxels, importModeProblem, replaceInsideBox
+from .model_segments import (  # noqa: F401  (re-exported: the panel and tests use them from here)
+    MODEL_ID_TAG,
+    editedModelSegmentIds,
+    modelSegmentIds,
+    segmentsToReplace,
+    tagModelSegment,
+)
+from .result_backup import PendingBackup
+from .roi_crop import VoxelBox
+from .segment_masks import SegmentWriteError, referenceGrid
+from .volume_files import VolumeFileError, arrayToMatrix, ijkToRasArray, imageToWorldArray, readOrientedImageFile
 
-MODEL_ID_TAG = "MobileUViTSegment.ModelId"
 BINARY_LABELMAP = "Binary labelmap"
+# A result whose grid is the volume's within these (voxel units) is taken as lying on it, without resampling.
+GRID_DIRECTION_TOLERANCE = 1e-4
+GRID_OFFSET_TOLERANCE = 1e-3
 
 
 class ResultImportError(Exception):
@@ -58,16 +80,37 @@ class LabelDescription:
         return tuple(channel / 255.0 for channel in self.color)
 
 
+def _segments(count: int) -> str:
+    return f"{count} segment{'s' if count != 1 else ''}"
+
+
 @dataclass
 class ImportedSegments:
+    """What an import wrote: ``segmentIds`` holds one segment per label in label order (replaced or added)."""
+
     segmentationNode: slicer.vtkMRMLSegmentationNode
     segmentIds: list[str]
     createdNode: bool
+    replacedSegmentIds: list[str] = field(default_factory=list)
+    mode: str = ImportMode.ADD.value
+    region: Optional[VoxelBox] = None
+
+    @property
+    def addedSegmentIds(self) -> list[str]:
+        return [segmentId for segmentId in self.segmentIds if segmentId not in self.replacedSegmentIds]
 
     def summary(self) -> str:
         where = "new segmentation" if self.createdNode else "segmentation"
-        count = len(self.segmentIds)
-        return f"{count} segment{'s' if count != 1 else ''} added to {where} '{self.segmentationNode.GetName()}'."
+        name = self.segmentationNode.GetName()
+        inside = f" inside the region of interest ({self.region.describe()} voxels)" if self.region else ""
+        added = len(self.addedSegmentIds)
+        if self.replacedSegmentIds:
+            also = f" and {added} added" if added else ""
+            return (f"{_segments(len(self.replacedSegmentIds))} replaced{also}{inside} in {where} '{name}'; the "
+                    "replaced segments can be restored.")
+        if self.mode == ImportMode.FILL_EMPTY.value:
+            return f"{_segments(added)} added to {where} '{name}'{inside}, only where nothing was segmented."
+        return f"{_segments(added)} added to {where} '{name}'{inside}."
 
 
 def uniqueSegmentName(name: str, existingNames: Iterable[str]) -> str:
@@ -98,23 +141,32 @@ def outputSegmentationProblem(outputSegmentationNode: Optional[slicer.vtkMRMLSeg
     return None
 
 
-def _referenceGeometry(volumeNode: slicer.vtkMRMLVolumeNode) -> slicer.vtkOrientedImageData:
-    reference = slicer.vtkOrientedImageData()
-    reference.SetExtent(volumeNode.GetImageData().GetExtent())
-    reference.SetImageToWorldMatrix(arrayToMatrix(ijkToRasArray(volumeNode)))
-    return reference
+def labelMapOnVolumeGrid(image: slicer.vtkOrientedImageData, volumeNode: slicer.vtkMRMLVolumeNode,
+                         box: Optional[VoxelBox] = None) -> slicer.vtkOrientedImageData:
+    """``image`` on exactly the volume's voxel grid, with the box (default: the whole volume) as its extent.
 
-
-def labelMapOnVolumeGrid(image: slicer.vtkOrientedImageData,
-                         volumeNode: slicer.vtkMRMLVolumeNode) -> slicer.vtkOrientedImageData:
-    """``image`` on exactly the volume's voxel grid (see the module docstring for how)."""
-    resample = slicer.vtkOrientedImageDataResample
-    reference = _referenceGeometry(volumeNode)
-    if resample.DoGeometriesMatch(reference, image) and resample.DoExtentsMatch(reference, image):
-        image.SetImageToWorldMatrix(arrayToMatrix(ijkToRasArray(volumeNode)))
-        return image
+    A result whose voxels are the volume's shifted by whole voxels (the whole volume, or the block a region of
+    interest sent to the worker) gets the volume's own matrix and the shifted extent, without resampling; any other
+    grid is resampled (nearest neighbour, exact when the voxel centres coincide) and clipped to the box.
+    """
+    box = box or VoxelBox.wholeVolume(volumeNode)
+    reference = referenceGrid(volumeNode)
+    reference.SetExtent(box.extent)
+    volumeMatrix = ijkToRasArray(volumeNode)
+    relative = np.linalg.inv(volumeMatrix) @ imageToWorldArray(image)  # image IJK -> volume IJK
+    offset = np.round(relative[:3, 3])
+    if (np.allclose(relative[:3, :3], np.eye(3), atol=GRID_DIRECTION_TOLERANCE)
+            and np.allclose(relative[:3, 3], offset, atol=GRID_OFFSET_TOLERANCE)):
+        extent = image.GetExtent()
+        shifted = tuple(int(extent[axis] + offset[axis // 2]) for axis in range(6))
+        if shifted == tuple(box.extent):
+            image.SetExtent(shifted)
+            image.SetImageToWorldMatrix(arrayToMatrix(volumeMatrix))
+            return image
     onGrid = slicer.vtkOrientedImageData()
-    if not resample.ResampleOrientedImageToReferenceOrientedImage(image, reference, onGrid, False, True):
+    resample = slicer.vtkOrientedImageDataResample
+    if (not resample.ResampleOrientedImageToReferenceOrientedImage(image, reference, onGrid, False, False)
+            or tuple(onGrid.GetExtent()) != tuple(box.extent)):
         raise ResultImportError("The result could not be mapped onto the input volume's grid.")
     return onGrid
 
@@ -171,7 +223,7 @@ def removeNodeWithDependents(scene: slicer.vtkMRMLScene, node: slicer.vtkMRMLDis
             scene.RemoveNode(dependent)
 
 
-def _addSegments(segmentationNode: slicer.vtkMRMLSegmentationNode, labels: Sequence[LabelDescription], modelId: str,
+def _addSegments(segmentationNode: slicer.vtkMRMLSegmentationNode, labels: Sequence[LabelDescription],
                  addedIds: list[str]) -> None:
     segmentation = segmentationNode.GetSegmentation()
     names = {segmentation.GetNthSegment(index).GetName() for index in range(segmentation.GetNumberOfSegments())}
@@ -188,30 +240,72 @@ def _addSegments(segmentationNode: slicer.vtkMRMLSegmentationNode, labels: Seque
         segment.SetColorAutoGenerated(False)
         if label.terminology:
             segment.SetTag(slicer.vtkSegment.GetTerminologyEntryTagName(), label.terminology)
-        if modelId:
-            segment.SetTag(MODEL_ID_TAG, modelId)
+
+
+def _labelArray(image: slicer.vtkOrientedImageData) -> np.ndarray:
+    """The image's label values as a (k, j, i) array (a view)."""
+    extent = image.GetExtent()
+    shape = (extent[5] - extent[4] + 1, extent[3] - extent[2] + 1, extent[1] - extent[0] + 1)
+    return vtk_to_numpy(image.GetPointData().GetScalars()).reshape(shape)
+
+
+def _importIntoNewSegments(segmentationNode: slicer.vtkMRMLSegmentationNode, voxels: np.ndarray,
+                           labels: Sequence[LabelDescription], segmentIds: Sequence[str],
+                           grid: slicer.vtkOrientedImageData) -> None:
+    """The voxels of each label into the (empty, just added) segment of the same position in ``segmentIds``."""
+    if not labels:
+        return
+    relabelled = np.zeros(voxels.shape, np.uint8 if len(labels) < 256 else np.uint16)
+    for number, label in enumerate(labels, start=1):  # the n-th ID receives label value n
+        relabelled[voxels == label.value] = number
+    image = slicer.vtkOrientedImageData()
+    image.SetExtent(grid.GetExtent())
+    image.AllocateScalars(vtk.VTK_UNSIGNED_CHAR if relabelled.dtype == np.uint8 else vtk.VTK_UNSIGNED_SHORT, 1)
+    vtk_to_numpy(image.GetPointData().GetScalars())[:] = relabelled.ravel()
+    image.SetImageToWorldMatrix(arrayToMatrix(imageToWorldArray(grid)))
+    ids = vtk.vtkStringArray()
+    for segmentId in segmentIds:
+        ids.InsertNextValue(segmentId)
+    if not slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(image, segmentationNode, ids):
+        raise ResultImportError("The label map could not be imported into the segmentation.")
+
+
+def _readResult(labelMapPath: os.PathLike | str, labels: Sequence[LabelDescription],
+                inputVolumeNode: slicer.vtkMRMLScalarVolumeNode, box: VoxelBox) -> slicer.vtkOrientedImageData:
+    try:
+        image = readOrientedImageFile(labelMapPath)
+    except VolumeFileError as error:
+        raise ResultImportError(f"The worker's result could not be read: {error}.") from error
+    image = labelMapOnVolumeGrid(image, inputVolumeNode, box)
+    _checkLabelValues(image, labels)
+    return image
 
 
 def importLabelMap(labelMapPath: os.PathLike | str, labels: Sequence[LabelDescription],
                    inputVolumeNode: slicer.vtkMRMLScalarVolumeNode, scene: slicer.vtkMRMLScene,
                    outputSegmentationNode: Optional[slicer.vtkMRMLSegmentationNode] = None, modelId: str = "",
-                   show3D: bool = False) -> ImportedSegments:
-    """Add one segment per label of ``labels`` to ``outputSegmentationNode`` (or a new node) from the label map file.
+                   show3D: bool = False, mode: str = ImportMode.ADD.value,
+                   region: Optional[VoxelBox] = None) -> ImportedSegments:
+    """Put the label map file's labels into ``outputSegmentationNode`` (or a new node) in the given import mode.
+
+    :param mode: ``"add"``, ``"replace"`` or ``"fillEmpty"`` (see :mod:`.import_modes`).
+    :param region: the block of the volume the label map covers (a region of interest); None: the whole volume.
 
     Raises :class:`ResultImportError` (one sentence) and leaves the scene as it was when anything goes wrong.
     """
+    problem = importModeProblem(mode)
+    if problem:
+        raise ResultImportError(problem)
+    mode = ImportMode(mode)
     labels = sorted(labels, key=lambda label: label.value)
     if [label.value for label in labels] != list(range(1, len(labels) + 1)):
         raise ResultImportError("The worker described the labels incorrectly (values must be 1, 2, ...).")
     problem = outputSegmentationProblem(outputSegmentationNode, inputVolumeNode)
     if problem:
         raise ResultImportError(problem)
-    try:
-        image = readOrientedImageFile(labelMapPath)
-    except VolumeFileError as error:
-        raise ResultImportError(f"The worker's result could not be read: {error}.") from error
-    image = labelMapOnVolumeGrid(image, inputVolumeNode)
-    _checkLabelValues(image, labels)
+    box = region or VoxelBox.wholeVolume(inputVolumeNode)
+    image = _readResult(labelMapPath, labels, inputVolumeNode, box)
+    voxels = _labelArray(image)
 
     created = outputSegmentationNode is None
     node = _newSegmentationNode(scene, inputVolumeNode, modelId) if created else outputSegmentationNode
@@ -219,29 +313,50 @@ def importLabelMap(labelMapPath: os.PathLike | str, labels: Sequence[LabelDescri
     geometryName = slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName()
     previousGeometry = segmentation.GetConversionParameter(geometryName)
     previousSource = segmentation.GetSourceRepresentationName()
+    targets = segmentsToReplace(node, modelId) if mode is ImportMode.REPLACE and not created else {}
+    replaced = {label.value: targets[label.value] for label in labels if label.value in targets}
+    newLabels = [label for label in labels if label.value not in replaced]
+    snapshot: Optional[slicer.vtkSegmentation] = None
+    if replaced:  # existing segments change: keep an exact copy of the whole segmentation for rolling back
+        snapshot = slicer.vtkSegmentation()
+        snapshot.DeepCopy(segmentation)
+    pending: Optional[PendingBackup] = None
     addedIds: list[str] = []
     wasModifying = node.StartModify()
     try:  # from here on, every failure is rolled back
         node.SetReferenceImageGeometryParameterFromVolumeNode(inputVolumeNode)
         if segmentation.GetNumberOfSegments() == 0:
             segmentation.SetSourceRepresentationName(BINARY_LABELMAP)
-        _addSegments(node, labels, modelId, addedIds)
-        segmentIds = vtk.vtkStringArray()
-        for segmentId in addedIds:  # label value v goes to the (v-1)-th ID
-            segmentIds.InsertNextValue(segmentId)
-        if not slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(image, node, segmentIds):
-            raise ResultImportError("The label map could not be imported into the segmentation.")
+        if mode is ImportMode.FILL_EMPTY and not created:
+            voxels = clearOccupiedVoxels(voxels, node, inputVolumeNode, box)
+        pending = PendingBackup(node, list(replaced.values()))
+        _addSegments(node, newLabels, addedIds)
+        _importIntoNewSegments(node, voxels, newLabels, addedIds, image)
+        for value, segmentId in replaced.items():
+            replaceInsideBox(node, segmentId, voxels == value, inputVolumeNode, box)
+        written = {**replaced, **{label.value: segmentId for label, segmentId in zip(newLabels, addedIds)}}
+        for value, segmentId in written.items():
+            tagModelSegment(node, segmentId, modelId, value)
         if show3D:
             node.CreateClosedSurfaceRepresentation()
-    except BaseException:
+        pending.commit(addedIds)
+    except BaseException as error:
+        if pending is not None:
+            pending.rollBack()
         if created:
             removeNodeWithDependents(scene, node)
         else:
-            for segmentId in addedIds:
-                segmentation.RemoveSegment(segmentId)
+            if snapshot is not None:
+                segmentation.DeepCopy(snapshot)
+            else:
+                for segmentId in addedIds:
+                    segmentation.RemoveSegment(segmentId)
             segmentation.SetConversionParameter(geometryName, previousGeometry)
             segmentation.SetSourceRepresentationName(previousSource)
+        if isinstance(error, SegmentWriteError):
+            raise ResultImportError(str(error)) from error
         raise
     finally:
         node.EndModify(wasModifying)
-    return ImportedSegments(node, addedIds, created)
+    return ImportedSegments(node, [written[label.value] for label in labels], created, list(replaced.values()),
+                            mode.value, region)

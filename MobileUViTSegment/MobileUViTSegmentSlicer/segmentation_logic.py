@@ -6,6 +6,11 @@ panel or in a loop by :meth:`SegmentationLogic.segmentAndWait`, drains the worke
 touches the scene until the worker reports ``done``; the import then happens inside that one ``poll`` call. So
 cancelling (killing the worker) or any failure leaves the scene exactly as it was.
 
+Into a segmentation that already holds segments the result goes in an import mode (``"add"``, ``"replace"``,
+``"fillEmpty"``; :mod:`.import_modes`), and with a markups ROI only the block of the volume inside it is sent to the
+worker and changed (:mod:`.roi_crop`). The panel asks which mode only when it matters (:func:`modelSegmentIds`,
+:func:`editedModelSegmentIds`) and restores a replaced result with :func:`restoreReplacedSegments`.
+
 Collaborators are injected (SlicerNNUnet style) so tests can replace them: the scene, and a factory that makes worker
 clients (anything with the :class:`WorkerClientProtocol` methods).
 """
@@ -20,8 +25,10 @@ from typing import Callable, Optional, Protocol
 
 import slicer
 
+from .import_modes import ImportMode, importModeProblem
 from .messages import message_for_crash, message_for_exception, message_from_error_event
 from .processing_state import ProcessingState, ProcessingStateMachine
+from .result_backup import BackupCleanup
 from .result_import import (
     ImportedSegments,
     LabelDescription,
@@ -29,6 +36,7 @@ from .result_import import (
     importLabelMap,
     outputSegmentationProblem,
 )
+from .roi_crop import RoiError, VoxelBox, roiVoxelBox
 from .signals import Signal
 from .volume_export import VolumeExportError, WorkerFiles, exportVolumeForWorker, volumeProblem
 from .worker_launch import WorkerLaunchError, defaultWorkerFactory
@@ -65,6 +73,8 @@ class _Run:
     outputSegmentationNode: Optional[slicer.vtkMRMLSegmentationNode]
     show3D: bool
     files: WorkerFiles
+    mode: str = ImportMode.ADD.value
+    region: Optional[VoxelBox] = None  # the block of the volume sent to the worker; None: the whole volume
 
 
 class SegmentationLogic:
@@ -111,6 +121,9 @@ class SegmentationLogic:
         # Unique per Logic, so that two Logics sharing one worker never take each other's events.
         self._requestPrefix = f"segment-{uuid.uuid4().hex[:8]}"
         self._requestNumbers = itertools.count(1)
+        # Backups of replaced segments live in the scene; this removes one when its segmentation is deleted. It stays
+        # installed after shutdown(), which the panel also calls when the scene is closed and then goes on using it.
+        self._backupCleanup = BackupCleanup(scene)
 
     # -- state ---------------------------------------------------------------------------------------------------
 
@@ -155,13 +168,18 @@ class SegmentationLogic:
     def startSegmentation(self, inputVolumeNode: Optional[slicer.vtkMRMLScalarVolumeNode], modelId: str,
                           device: str = "auto",
                           outputSegmentationNode: Optional[slicer.vtkMRMLSegmentationNode] = None,
-                          show3D: bool = False) -> None:
+                          show3D: bool = False, mode: str = ImportMode.ADD.value,
+                          roiNode: Optional[slicer.vtkMRMLMarkupsROINode] = None) -> None:
         """Start segmenting ``inputVolumeNode`` with ``modelId``; returns at once.
 
         :param device: ``"auto"`` (a CUDA GPU when the worker's PyTorch sees one), ``"cpu"`` or ``"cuda"``.
         :param outputSegmentationNode: segmentation that receives the new segments; None creates a new one when the
             result arrives.
         :param show3D: also build the closed-surface representation so the result shows in 3D views.
+        :param mode: how the result goes into an output segmentation that already holds segments: ``"add"`` (new
+            segments beside), ``"replace"`` (the segments this model made earlier; restorable) or ``"fillEmpty"``
+            (new segments only where nothing is segmented). Segments the model did not make are never changed.
+        :param roiNode: a markups ROI: only the block of the volume inside it is segmented and changed.
 
         User errors (no volume, unusable output node, ...) do not raise: the state becomes FAILED and ``failed``
         is emitted with one sentence. Calling it while a run is active is a programming error (RuntimeError).
@@ -173,18 +191,25 @@ class SegmentationLogic:
         problem = (volumeProblem(inputVolumeNode)
                    or (None if modelId else "Select a model.")
                    or (None if device in DEVICES else f"Unknown device '{device}'; use one of {', '.join(DEVICES)}.")
+                   or importModeProblem(mode)
                    or outputSegmentationProblem(outputSegmentationNode, inputVolumeNode))
         if problem:
             self._fail(problem)
             return
         try:
-            files = exportVolumeForWorker(inputVolumeNode)
+            region = roiVoxelBox(roiNode, inputVolumeNode) if roiNode is not None else None
+        except RoiError as error:
+            self._fail(str(error))
+            return
+        try:
+            files = exportVolumeForWorker(inputVolumeNode, box=region)
         except VolumeExportError as error:
             self._fail(str(error))
             return
         self._lastWorkerEventAt = self._clock()
         requestId = f"{self._requestPrefix}-{next(self._requestNumbers)}"
-        self._run = _Run(requestId, inputVolumeNode, modelId, outputSegmentationNode, show3D, files)
+        self._run = _Run(requestId, inputVolumeNode, modelId, outputSegmentationNode, show3D, files,
+                         ImportMode(mode).value, region)
         try:
             self._ensureWorker().send({"type": "segment", "id": requestId, "input": str(files.inputPath),
                                         "output": str(files.outputPath), "model": modelId, "device": device,
@@ -223,13 +248,17 @@ class SegmentationLogic:
 
     def segmentAndWait(self, inputVolumeNode: slicer.vtkMRMLScalarVolumeNode, modelId: str, device: str = "auto",
                        outputSegmentationNode: Optional[slicer.vtkMRMLSegmentationNode] = None, show3D: bool = False,
-                       timeout: float = 600.0) -> slicer.vtkMRMLSegmentationNode:
+                       timeout: float = 600.0, mode: str = ImportMode.ADD.value,
+                       roiNode: Optional[slicer.vtkMRMLMarkupsROINode] = None) -> slicer.vtkMRMLSegmentationNode:
         """Segment and block until the result is in the scene (scripts, tests); returns the segmentation node.
+
+        ``mode`` and ``roiNode`` as for :meth:`startSegmentation`.
 
         Raises :class:`SegmentationFailed` with one sentence when the run fails or exceeds ``timeout`` seconds (then
         it is cancelled and the scene is unchanged).
         """
-        self.startSegmentation(inputVolumeNode, modelId, device, outputSegmentationNode, show3D)
+        self.startSegmentation(inputVolumeNode, modelId, device, outputSegmentationNode, show3D, mode=mode,
+                               roiNode=roiNode)
         deadline = time.monotonic() + timeout
         while self.busy:
             self.poll()
@@ -289,7 +318,7 @@ class SegmentationLogic:
             # Our own output path, not the event's: the Logic only ever reads files inside its private folder.
             imported = importLabelMap(run.files.outputPath, labels, run.inputVolumeNode,
                                       self.scene, run.outputSegmentationNode, str(event.get("model") or run.modelId),
-                                      run.show3D)
+                                      run.show3D, mode=run.mode, region=run.region)
         except ResultImportError as error:
             self._fail(str(error))
             return

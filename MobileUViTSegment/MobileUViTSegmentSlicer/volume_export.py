@@ -5,6 +5,9 @@ The worker reads files, so the volume is written (uncompressed NRRD: fast, exact
 outcome. Only the checks that need the node are made here (including more than 3 components per voxel, which
 Slicer's writer cannot export); what needs the voxels and the model (RGB for a grey model, constant, NaN, a single
 slice) is checked by the worker against the model card, so those rules live in one place.
+
+With a :class:`~.roi_crop.VoxelBox` only that block of the volume is written, as an exact sub-grid (same spacing and
+direction, origin moved to the block's first voxel), so the worker segments only the region of interest.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Optional
 import slicer
 
 from .messages import as_sentence
+from .roi_crop import VoxelBox, croppedVolume
 from .volume_files import VolumeFileError, writeVolumeFile
 
 TEMPORARY_PREFIX = "MobileUViTSegment-"
@@ -67,15 +71,17 @@ class WorkerFiles:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def exportVolumeForWorker(volumeNode: slicer.vtkMRMLScalarVolumeNode,
-                          parentFolder: Optional[Path] = None) -> WorkerFiles:
-    """Write ``volumeNode`` into a new private temporary folder; the caller removes it with ``WorkerFiles.remove``."""
+def exportVolumeForWorker(volumeNode: slicer.vtkMRMLScalarVolumeNode, parentFolder: Optional[Path] = None,
+                          box: Optional[VoxelBox] = None) -> WorkerFiles:
+    """Write ``volumeNode`` (or only its ``box``) into a new private temporary folder; the caller removes it with
+    ``WorkerFiles.remove``."""
     problem = volumeProblem(volumeNode)
     if problem:
         raise VolumeExportError(problem)
+    source = volumeNode if box is None or box == VoxelBox.wholeVolume(volumeNode) else croppedVolume(volumeNode, box)
     files = WorkerFiles(Path(tempfile.mkdtemp(prefix=TEMPORARY_PREFIX, dir=parentFolder)))
     try:
-        writeVolumeFile(volumeNode, files.inputPath)
+        writeVolumeFile(source, files.inputPath)
     except VolumeFileError as error:
         files.remove()
         raise VolumeExportError(as_sentence(f"{error} (is the temporary folder full or not writable?)")) from error

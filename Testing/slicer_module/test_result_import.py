@@ -261,3 +261,12 @@ def test_terminology_tag_is_readable_the_slicer_way(scene, sample_volume, sample
     node = importLabelMap(sample_label_path, LABELS, sample_volume, scene).segmentationNode
     segment = node.GetSegmentation().GetNthSegment(0)
     assert segment_tag(segment, "TerminologyEntry").split("~")[2] == "SCT^5366008^Hippocampus"
+
+
+def test_model_segments_are_marked_automatic_for_slicer_dicom_seg_export(scene, sample_volume, sample_label_path):
+    """QuantitativeReporting's DICOM SEG export writes MANUAL for a segment without these tags."""
+    node = importLabelMap(sample_label_path, LABELS, sample_volume, scene, modelId=DEFAULT_MODEL_ID).segmentationNode
+    for segment_id in segment_ids(node):
+        segment = node.GetSegmentation().GetSegment(segment_id)
+        assert segment_tag(segment, "DICOM.SegmentAlgorithmType") == "AUTOMATIC"
+        assert segment_tag(segment, "DICOM.SegmentAlgorithmName") == DEFAULT_MODEL_ID
