@@ -21,6 +21,7 @@ import itertools
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Optional, Protocol
 
 import slicer
@@ -37,8 +38,15 @@ from .result_import import (
     outputSegmentationProblem,
 )
 from .roi_crop import RoiError, VoxelBox, roiVoxelBox
+from .run_review import RunReview, reviewFromEvent
 from .signals import Signal
-from .volume_export import VolumeExportError, WorkerFiles, exportVolumeForWorker, volumeProblem
+from .volume_export import (
+    UNCERTAINTY_FILE_NAME,
+    VolumeExportError,
+    WorkerFiles,
+    exportVolumeForWorker,
+    volumeProblem,
+)
 from .worker_launch import WorkerLaunchError, defaultWorkerFactory
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -75,6 +83,11 @@ class _Run:
     files: WorkerFiles
     mode: str = ImportMode.ADD.value
     region: Optional[VoxelBox] = None  # the block of the volume sent to the worker; None: the whole volume
+    uncertainty: bool = False  # the worker also writes an uncertainty map into the run's private folder
+
+    @property
+    def uncertaintyPath(self) -> Path:
+        return self.files.folder / UNCERTAINTY_FILE_NAME
 
 
 class SegmentationLogic:
@@ -116,6 +129,7 @@ class SegmentationLogic:
         self.devicesDetected = Signal("str: the devices the worker's PyTorch sees")
         self.devicesDescription: Optional[str] = None
         self.lastResult: Optional[ImportedSegments] = None
+        self.lastReview: RunReview = RunReview()  # of the last successful run
         self._worker: Optional[WorkerClientProtocol] = None
         self._run: Optional[_Run] = None
         # Unique per Logic, so that two Logics sharing one worker never take each other's events.
@@ -169,7 +183,8 @@ class SegmentationLogic:
                           device: str = "auto",
                           outputSegmentationNode: Optional[slicer.vtkMRMLSegmentationNode] = None,
                           show3D: bool = False, mode: str = ImportMode.ADD.value,
-                          roiNode: Optional[slicer.vtkMRMLMarkupsROINode] = None) -> None:
+                          roiNode: Optional[slicer.vtkMRMLMarkupsROINode] = None, uncertainty: bool = False,
+                          tta: bool = False) -> None:
         """Start segmenting ``inputVolumeNode`` with ``modelId``; returns at once.
 
         :param device: ``"auto"`` (a CUDA GPU when the worker's PyTorch sees one), ``"cpu"`` or ``"cuda"``.
@@ -180,6 +195,9 @@ class SegmentationLogic:
             segments beside), ``"replace"`` (the segments this model made earlier; restorable) or ``"fillEmpty"``
             (new segments only where nothing is segmented). Segments the model did not make are never changed.
         :param roiNode: a markups ROI: only the block of the volume inside it is segmented and changed.
+        :param uncertainty: also import the uncertainty map (normalised entropy) as a volume beside the input, and
+            keep the review list and per-segment confidence in :attr:`lastReview`.
+        :param tta: test-time flips (probabilities averaged over mirrored passes; slower); implies ``uncertainty``.
 
         User errors (no volume, unusable output node, ...) do not raise: the state becomes FAILED and ``failed``
         is emitted with one sentence. Calling it while a run is active is a programming error (RuntimeError).
@@ -208,12 +226,15 @@ class SegmentationLogic:
             return
         self._lastWorkerEventAt = self._clock()
         requestId = f"{self._requestPrefix}-{next(self._requestNumbers)}"
-        self._run = _Run(requestId, inputVolumeNode, modelId, outputSegmentationNode, show3D, files,
-                         ImportMode(mode).value, region)
+        run = _Run(requestId, inputVolumeNode, modelId, outputSegmentationNode, show3D, files,
+                   ImportMode(mode).value, region, uncertainty or tta)
+        self._run = run
+        request = {"type": "segment", "id": requestId, "input": str(files.inputPath), "output": str(files.outputPath),
+                   "model": modelId, "device": device, "postprocess": None}
+        if run.uncertainty:
+            request.update(uncertainty=str(run.uncertaintyPath), tta=bool(tta))
         try:
-            self._ensureWorker().send({"type": "segment", "id": requestId, "input": str(files.inputPath),
-                                        "output": str(files.outputPath), "model": modelId, "device": device,
-                                        "postprocess": None})
+            self._ensureWorker().send(request)
         except WorkerLaunchError as error:
             self._discardWorker(kill=True)
             self._fail(str(error))
@@ -249,16 +270,17 @@ class SegmentationLogic:
     def segmentAndWait(self, inputVolumeNode: slicer.vtkMRMLScalarVolumeNode, modelId: str, device: str = "auto",
                        outputSegmentationNode: Optional[slicer.vtkMRMLSegmentationNode] = None, show3D: bool = False,
                        timeout: float = 600.0, mode: str = ImportMode.ADD.value,
-                       roiNode: Optional[slicer.vtkMRMLMarkupsROINode] = None) -> slicer.vtkMRMLSegmentationNode:
+                       roiNode: Optional[slicer.vtkMRMLMarkupsROINode] = None, uncertainty: bool = False,
+                       tta: bool = False) -> slicer.vtkMRMLSegmentationNode:
         """Segment and block until the result is in the scene (scripts, tests); returns the segmentation node.
 
-        ``mode`` and ``roiNode`` as for :meth:`startSegmentation`.
+        ``mode``, ``roiNode``, ``uncertainty`` and ``tta`` as for :meth:`startSegmentation`.
 
         Raises :class:`SegmentationFailed` with one sentence when the run fails or exceeds ``timeout`` seconds (then
         it is cancelled and the scene is unchanged).
         """
         self.startSegmentation(inputVolumeNode, modelId, device, outputSegmentationNode, show3D, mode=mode,
-                               roiNode=roiNode)
+                               roiNode=roiNode, uncertainty=uncertainty, tta=tta)
         deadline = time.monotonic() + timeout
         while self.busy:
             self.poll()
@@ -325,9 +347,19 @@ class SegmentationLogic:
         except Exception as error:  # a bug here must still not leave the panel stuck or show a traceback
             self._fail(message_for_exception("the result could not be added to the scene", error))
             return
+        review = RunReview()
+        if run.uncertainty:  # after the segments: a map that cannot be imported costs the overlay, not the result
+            try:
+                review = reviewFromEvent(event, imported, run.inputVolumeNode, self.scene, run.uncertaintyPath,
+                                         run.region)
+            except Exception as error:  # noqa: BLE001  (a malformed review must not undo the segments)
+                review = RunReview(problem=message_for_exception("the review list could not be read", error)
+                                   .rstrip("."))
         self._endRun()
         self.lastResult = imported
-        notes = " ".join(f"Note: {note[0].upper()}{note[1:]}." for note in event.get("notes", []))
+        self.lastReview = review
+        notes = " ".join(f"Note: {note[0].upper()}{note[1:]}." for note in
+                         [*event.get("notes", []), *([review.problem] if review.problem else [])])
         self.machine.succeed(f"{imported.summary()} {notes}".strip())
         self._changed()
         self.finished.emit(imported)

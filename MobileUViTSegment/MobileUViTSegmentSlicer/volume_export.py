@@ -27,6 +27,7 @@ from .volume_files import VolumeFileError, writeVolumeFile
 TEMPORARY_PREFIX = "MobileUViTSegment-"
 INPUT_FILE_NAME = "input.nrrd"
 OUTPUT_FILE_NAME = "labels.nrrd"
+UNCERTAINTY_FILE_NAME = "uncertainty.nrrd"  # written by the worker only when the run asks for it
 
 
 class VolumeExportError(Exception):
