@@ -1,7 +1,9 @@
 """A PNG montage of a result over its image, for a person to look at without Slicer.
 
 Volumes are shown as sagittal slices through the segmented region (superior up), each slice magnified; a second
-row shows the reference segmentation when one is given. Colours are the card's.
+row shows the reference segmentation when one is given, and a last row the uncertainty map (0 black, 1 white, through
+the "hot" colour map) when one is given, so a reviewer sees where the model hesitated next to what it drew.
+Colours are the card's.
 """
 
 from __future__ import annotations
@@ -35,9 +37,7 @@ def _slice_indices(labels: np.ndarray, count: int) -> list[int]:
     return sorted({int(round(v)) for v in np.linspace(low, high, num=min(count, high - low + 1))})
 
 
-def _tile(grey: sitk.Image, labels: sitk.Image, index: int, colormap: list[int]) -> sitk.Image:
-    grey_slice, label_slice = grey[index, :, :], labels[index, :, :]
-    overlay = sitk.LabelOverlay(grey_slice, label_slice, opacity=0.45, backgroundValue=0, colormap=colormap)
+def _magnified(overlay: sitk.Image) -> sitk.Image:
     overlay = sitk.Flip(overlay, [False, True])  # superior up
     spacing = np.asarray(overlay.GetSpacing())
     size = np.asarray(overlay.GetSize()) * spacing
@@ -48,11 +48,24 @@ def _tile(grey: sitk.Image, labels: sitk.Image, index: int, colormap: list[int])
                          overlay.GetDirection())
 
 
+def _tile(grey: sitk.Image, labels: sitk.Image, index: int, colormap: list[int]) -> sitk.Image:
+    grey_slice, label_slice = grey[index, :, :], labels[index, :, :]
+    return _magnified(sitk.LabelOverlay(grey_slice, label_slice, opacity=0.45, backgroundValue=0, colormap=colormap))
+
+
+def _uncertainty_tile(uncertainty: sitk.Image, index: int) -> sitk.Image:
+    """The map's slice on a fixed 0..1 scale (not stretched per slice, so tiles compare)."""
+    scaled = sitk.Cast(sitk.Clamp(uncertainty[index, :, :] * 255.0, sitk.sitkFloat32, 0.0, 255.0), sitk.sitkUInt8)
+    return _magnified(sitk.ScalarToRGBColormap(scaled, sitk.ScalarToRGBColormapImageFilter.Hot, False))
+
+
 def render_overlay_montage(image: sitk.Image, labels: sitk.Image, card: ModelCard, path: Path, *,
-                           reference: Optional[sitk.Image] = None, slices: int = 6) -> None:
+                           reference: Optional[sitk.Image] = None, uncertainty: Optional[sitk.Image] = None,
+                           slices: int = 6) -> None:
     if image.GetDimension() == 2:
         image, labels = sitk.JoinSeries([image]), sitk.JoinSeries([labels])
         reference = sitk.JoinSeries([reference]) if reference is not None else None
+        uncertainty = sitk.JoinSeries([uncertainty]) if uncertainty is not None else None
     if image.GetNumberOfComponentsPerPixel() > 1:
         image = sitk.VectorIndexSelectionCast(image, 0)
     image, labels = reorient(image, "RAS"), reorient(sitk.Cast(labels, sitk.sitkUInt8), "RAS")
@@ -65,6 +78,10 @@ def render_overlay_montage(image: sitk.Image, labels: sitk.Image, card: ModelCar
     rows = [[_tile(grey, labels, i, colormap) for i in indices]]
     if reference is not None:
         rows.append([_tile(grey, reference, i, colormap) for i in indices])
+    if uncertainty is not None:
+        uncertainty = reorient(sitk.Cast(uncertainty, sitk.sitkFloat32), "RAS")
+        uncertainty.CopyInformation(labels)
+        rows.append([_uncertainty_tile(uncertainty, i) for i in indices])
     arrays = [[sitk.GetArrayFromImage(tile) for tile in row] for row in rows]  # (height, width, 3) each
     height = max(array.shape[0] for row in arrays for array in row)
     width = max(array.shape[1] for row in arrays for array in row)

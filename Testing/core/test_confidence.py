@@ -276,3 +276,23 @@ def test_an_uncertainty_map_that_would_overwrite_an_input_is_refused_before_any_
     assert main(["segment", str(source), "-o", str(tmp_path / "case.nii.gz"), "--uncertainty"]) != 0
     assert "would overwrite an input" in capsys.readouterr().err
     assert sorted(path.name for path in tmp_path.iterdir()) == ["case_uncertainty.nii.gz"]
+
+
+def test_the_overlay_montage_gets_an_uncertainty_row_on_a_fixed_scale(tmp_path):
+    from MobileUViTSegmentLib.overlay import render_overlay_montage
+
+    card = Catalog().get(DEFAULT_MODEL_ID)
+    image = read_image(sample_data_dir() / "hippocampus_046.nii.gz")
+    labels = sitk.Cast(read_image(sample_data_dir() / "hippocampus_046_label.nii.gz"), sitk.sitkUInt8)
+    certain = sitk.Image(image.GetSize(), sitk.sitkFloat32)
+    certain.CopyInformation(image)
+    render_overlay_montage(image, labels, card, tmp_path / "plain.png", reference=labels)
+    render_overlay_montage(image, labels, card, tmp_path / "certain.png", reference=labels, uncertainty=certain)
+    render_overlay_montage(image, labels, card, tmp_path / "unsure.png", reference=labels, uncertainty=certain + 1.0)
+    plain, zero, one = (sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / f"{name}.png")))
+                        for name in ("plain", "certain", "unsure"))
+    rows = plain.shape[0] // 2
+    assert zero.shape[0] == 3 * rows and np.array_equal(zero[:2 * rows], plain)
+    assert zero[2 * rows:].max() == 0  # 0 is black ...
+    bottom = one[2 * rows:]  # ... and 1 white (tiles narrower than their cell leave black margins)
+    assert set(np.unique(bottom)) == {0, 255} and (bottom == 255).mean() > 0.9
