@@ -5,7 +5,9 @@ installation) and must never hold a half-written file. A file enters the cache o
 the card, and only by a rename, so a cached file is either complete and verified or absent. A download cut off by the
 network keeps its partial file (``<file>.part``) and the next attempt resumes it with an HTTP Range request; bytes that
 do not hash to the card's sha256 are deleted, never resumed. A machine that already holds the weights (beside the card
-or in the cache) never touches the network.
+or in the cache) never touches the network. Runs started together (several ``segment`` processes, the panel's worker
+beside a command line) download one at a time under a lock (:mod:`.file_lock`): the first downloads, the others
+wait and then find the verified file, so no two processes ever write the same partial file.
 
 Cache layout: ``<cache>/weights/<sha256>/<file>``, so two versions of a model with the same file name live side by
 side and a card can only ever find the exact bytes it names.
@@ -23,6 +25,7 @@ from typing import Optional
 
 from .card import ModelCard, WeightsSpec
 from .errors import Cancelled, WeightsError
+from .file_lock import exclusive_lock
 from .image_io import atomic_output
 from .progress import CancelToken, Progress, ProgressCallback, ignore_progress
 from .resources import cache_dir
@@ -88,14 +91,28 @@ def download_weights(spec: WeightsSpec, url: Optional[str] = None, progress: Pro
     if target.is_file():
         verify_weights(target, spec)
         return target
+    cancel = cancel or CancelToken()
     partial = partial_path(spec)
+
+    def waiting() -> None:
+        progress(Progress(STAGE, 0.0, f"waiting for another process downloading {spec.file}"))
+
+    with exclusive_lock(partial.with_name(spec.file + ".lock"), cancel, waiting):
+        if target.is_file():  # the process we waited for downloaded and verified it
+            verify_weights(target, spec)
+            return target
+        return _download_locked(url, spec, target, partial, progress, cancel, timeout)
+
+
+def _download_locked(url: str, spec: WeightsSpec, target: Path, partial: Path, progress: ProgressCallback,
+                     cancel: CancelToken, timeout: float) -> Path:
     partial.parent.mkdir(parents=True, exist_ok=True)
     have = partial.stat().st_size if partial.is_file() else 0
     if have > spec.size:
         partial.unlink()
         have = 0
     if have < spec.size:
-        have = _fetch(url, spec, partial, have, progress, cancel or CancelToken(), timeout)
+        have = _fetch(url, spec, partial, have, progress, cancel, timeout)
     if have < spec.size:
         raise WeightsError(f"download of {url} stopped at {have:,} of {spec.size:,} bytes; the part is kept in "
                            f"{partial.parent}, run the same command again to resume")

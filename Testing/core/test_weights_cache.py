@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
+import subprocess
+import sys
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -67,6 +71,12 @@ class WeightsServer(BaseHTTPRequestHandler):
         self.send_response(206 if start else 200)
         self.send_header("Content-Length", str(len(body) - start))
         self.end_headers()
+        if name == "slow":  # long enough that runs started together overlap
+            for offset in range(start, len(body), len(body) // 20 + 1):
+                self.wfile.write(body[offset: offset + len(body) // 20 + 1])
+                self.wfile.flush()
+                time.sleep(0.05)
+            return
         if name == "cut-once" and not WeightsServer.cut_once_done:
             WeightsServer.cut_once_done = True
             self.wfile.write(body[start: len(body) // 2])  # then the connection drops
@@ -267,3 +277,64 @@ def test_the_worker_reports_the_first_use_download_as_its_own_stage(remote_card,
     downloads = [event for event in events if event.get("stage") == "downloading weights"]
     assert downloads and downloads[-1]["fraction"] == 1.0
     assert events[-1]["event"] == "done" and (tmp_path / "labels.nrrd").is_file()
+
+
+CONCURRENT_DOWNLOAD = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from MobileUViTSegmentLib.card import load_card
+from MobileUViTSegmentLib.weights_cache import ensure_weights
+from pathlib import Path
+print(ensure_weights(load_card(Path(sys.argv[2]))))
+"""
+
+
+def test_runs_started_together_download_once_and_all_get_the_verified_file(remote_card, cache: Path, server: str):
+    """Four processes at once (e.g. four ``segment`` runs): one downloads, the others wait for it under a lock."""
+    card = remote_card("slow")
+    module_dir = str(Path(__file__).resolve().parents[2] / "MobileUViTSegment")
+    environment = {**os.environ, CACHE_VARIABLE: str(cache)}
+    runs = [subprocess.Popen([sys.executable, "-c", CONCURRENT_DOWNLOAD, module_dir, str(card.folder /
+                              f"{DEFAULT_MODEL_ID}.card.json")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env=environment) for _ in range(4)]
+    outputs = [run.communicate(timeout=120) for run in runs]
+    assert [run.returncode for run in runs] == [0] * 4, [error for _, error in outputs]
+    target = cached_weights_path(card.weights)
+    assert {Path(output.strip()) for output, _ in outputs} == {target}
+    assert target.read_bytes() == WEIGHTS
+    assert cache_files(cache) == [target]  # no partial file and no lock file left
+    assert [name for name, _ in WeightsServer.requests] == ["slow"]  # downloaded once
+
+
+def test_the_lock_makes_a_second_holder_wait_until_the_first_lets_go(tmp_path: Path):
+    from MobileUViTSegmentLib.file_lock import exclusive_lock
+
+    lock = tmp_path / "x.lock"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; sys.path.insert(0, sys.argv[1])\n"
+        "from pathlib import Path\n"
+        "from MobileUViTSegmentLib.file_lock import exclusive_lock\n"
+        "with exclusive_lock(Path(sys.argv[2])):\n"
+        "    print('held', flush=True); time.sleep(1.0)\n"),
+        str(Path(__file__).resolve().parents[2] / "MobileUViTSegment"), str(lock)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    waited = []
+    started = time.monotonic()
+    with exclusive_lock(lock, on_wait=lambda: waited.append(True)):
+        elapsed = time.monotonic() - started
+        assert holder.poll() is not None or elapsed > 0.5  # we got it only once the holder let go
+    holder.wait(timeout=10)
+    assert waited == [True] and elapsed > 0.5 and not lock.exists()
+
+
+def test_a_cancel_while_waiting_for_the_lock_stops_at_once(tmp_path: Path):
+    from MobileUViTSegmentLib.file_lock import _try_lock, exclusive_lock
+
+    lock = tmp_path / "x.lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT)
+    assert _try_lock(fd)  # another open file description holds it, as another process would
+    token = CancelToken()
+    with pytest.raises(Cancelled):
+        with exclusive_lock(lock, token, on_wait=token.cancel):
+            pass
+    os.close(fd)
