@@ -2,6 +2,10 @@
 
 Volumes (nnU-Net layout) and 2D picture folders (images/ + masks/, as ``train`` reads them); on pictures the papers'
 protocol (Dice and IoU per image at the network's input size) is reported beside the figures on the picture's grid.
+
+With ``--prediction FILE --reference FILE`` instead of a dataset, no model runs: the two segmentation files are
+compared with the same scores, plus volumes (:mod:`.evaluate_files`). PyTorch and the engine are imported only on
+the model path, so that mode (and this module) loads without them.
 """
 
 from __future__ import annotations
@@ -11,27 +15,33 @@ import shlex
 from pathlib import Path
 
 from ..catalog import DEFAULT_MODEL_ID, Catalog
-from ..devices import resolve_device
 from ..errors import DatasetError
-from ..evaluation import evaluate_cases, record_in_card, summarize, write_per_case_csv, write_summary
-from ..inference.engine import SegmentationOptions, Segmenter
-from ..picture_evaluation import PATCH_PROTOCOL, evaluate_pictures
 from ..training.dataset_folder import read_split, read_volume_dataset
-from ..training.image_folder import is_image_folder, read_id_list, read_image_folder
+from .evaluate_files import is_file_mode, run_files
 from .options import add_device_options, apply_thread_option
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
-        "evaluate", help="measure a model on labelled cases (Dice, IoU, HD95)",
+        "evaluate", help="score a model on labelled cases, or compare two segmentation files (Dice, IoU, HD95)",
         description="Segment every labelled case of DATASET (nnU-Net layout, or a 2D folder images/ + masks/) or of "
                     "one part of a split, compare with the reference labels, and write OUTPUT/per_case.csv and "
                     "OUTPUT/summary.json. On 2D pictures the papers' protocol (Dice and IoU per image at the "
-                    "network's input size) is reported too.")
-    parser.add_argument("dataset", type=Path, help="dataset folder (dataset.json, imagesTr/, labelsTr/; or images/, "
-                                                   "masks/)")
-    parser.add_argument("-o", "--output", type=Path, required=True, help="folder for per_case.csv, summary.json")
-    parser.add_argument("--model", default=DEFAULT_MODEL_ID, help="model id or card file")
+                    "network's input size) is reported too. Or, with --prediction and --reference instead of "
+                    "DATASET, run no model: compare two segmentation files (label maps or .seg.nrrd; .seg.nrrd "
+                    "segments are paired by name) and write OUTPUT/per_label.csv (Dice, IoU, HD95, volumes and "
+                    "their difference per label) and OUTPUT/summary.json.")
+    parser.add_argument("dataset", type=Path, nargs="?", default=None,
+                        help="dataset folder (dataset.json, imagesTr/, labelsTr/; or images/, masks/)")
+    parser.add_argument("-o", "--output", type=Path, required=True,
+                        help="folder for per_case.csv (per_label.csv when comparing files) and summary.json")
+    parser.add_argument("--prediction", type=Path, metavar="FILE",
+                        help="compare this segmentation (label map or .seg.nrrd) with --reference; no model runs")
+    parser.add_argument("--reference", type=Path, metavar="FILE",
+                        help="the reference segmentation (manual, or an earlier run) for --prediction")
+    parser.add_argument("--model", default=None,
+                        help=f"model id or card file (default {DEFAULT_MODEL_ID}); with --prediction it only "
+                             "names the label maps' values")
     parser.add_argument("--split", type=Path, help="split JSON; with --subset, evaluate only that part")
     parser.add_argument("--subset", choices=("validation", "train"), default="validation")
     parser.add_argument("--id-list", type=Path, metavar="FILE",
@@ -46,6 +56,8 @@ def add_parser(subparsers) -> None:
 
 def select_cases(args: argparse.Namespace) -> tuple[list, str, bool]:
     """The labelled cases to evaluate, the name of that subset, and whether they are 2D pictures."""
+    from ..training.image_folder import is_image_folder, read_id_list, read_image_folder  # imports PyTorch
+
     pictures = is_image_folder(args.dataset)
     if pictures:
         dataset = read_image_folder(args.dataset)
@@ -69,8 +81,19 @@ def select_cases(args: argparse.Namespace) -> tuple[list, str, bool]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if is_file_mode(args):
+        return run_files(args)
+    return run_model(args)
+
+
+def run_model(args: argparse.Namespace) -> int:
+    from ..devices import resolve_device
+    from ..evaluation import evaluate_cases, record_in_card, summarize, write_per_case_csv, write_summary
+    from ..inference.engine import SegmentationOptions, Segmenter
+    from ..picture_evaluation import PATCH_PROTOCOL, evaluate_pictures
+
     apply_thread_option(args)
-    card = Catalog().get(args.model)
+    card = Catalog().get(args.model or DEFAULT_MODEL_ID)
     cases, subset, pictures = select_cases(args)
     if pictures != (card.input.spatial_dims == 2):
         raise DatasetError(f"model {card.id} is a {card.input.spatial_dims}D model but {args.dataset} holds "

@@ -1,47 +1,48 @@
-"""Entry point: builds the sub-command parser and turns user-facing errors into one line and an exit code."""
+"""Entry point: builds the sub-command parser and turns user-facing errors into one line and an exit code.
+
+Each command lives in ``<name>_command.py`` and is imported only when it is needed: the command named on the command
+line alone (all of them for ``--help`` or a mistyped name). So ``measure`` and ``evaluate --prediction``, which run
+no network, never load PyTorch, and a command's start-up does not pay for the others' imports.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 from typing import Optional
 
 from ..errors import SegmentationError
-from . import (
-    convert_command,
-    demo_command,
-    evaluate_command,
-    export_command,
-    finetune_command,
-    models_command,
-    pretrain_command,
-    segment_command,
-    train_command,
-    weights_command,
-    worker_command,
-)
 
-COMMANDS = [segment_command, models_command, evaluate_command, train_command, pretrain_command, convert_command,
-            export_command, weights_command, demo_command, worker_command, finetune_command]
+COMMANDS = ("segment", "models", "evaluate", "measure", "train", "pretrain", "convert", "export", "weights", "demo",
+            "worker", "finetune")
 PROGRAM = "mobileuvit-segment"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def command_module(name: str) -> ModuleType:
+    """The module of a command: it defines ``add_parser(subparsers)`` and a handler."""
+    return importlib.import_module(f"{__package__}.{name}_command")
+
+
+def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
+    """The parser of every command, or of the command ``only`` alone."""
     parser = argparse.ArgumentParser(
         prog=PROGRAM,
         description="Lightweight medical image segmentation (Mobile U-ViT and relatives), the core of the "
                     "MobileUViTSegment 3D Slicer extension.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in COMMANDS:
-        command.add_parser(subparsers)
+    for name in COMMANDS:
+        if only is None or name == only:
+            command_module(name).add_parser(subparsers)
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
     args = parser.parse_args(argv)
     args.argv = argv  # commands record how they were called (model cards keep the exact command)
     try:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
 from ..devices import CHOICES
 
 
@@ -19,4 +17,6 @@ def add_device_options(parser: argparse.ArgumentParser, *, device: bool = True) 
 
 def apply_thread_option(args: argparse.Namespace) -> None:
     if args.threads:
+        import torch  # only here: building the options must not load PyTorch (see ..devices)
+
         torch.set_num_threads(args.threads)
