@@ -15,7 +15,7 @@ import numpy as np
 import qt
 import slicer
 import vtk
-from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+from slicer import vtkMRMLMarkupsROINode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.i18n import tr as _
 from slicer.i18n import translate
 from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
@@ -26,6 +26,7 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleWidget,
 )
 from slicer.util import VTKObservationMixin
+from vtk.util.numpy_support import vtk_to_numpy
 
 from MobileUViTSegmentSlicer import (
     DependencyError,
@@ -33,11 +34,16 @@ from MobileUViTSegmentSlicer import (
     ImportedSegments,
     ModelList,
     ProcessingStateMachine,
+    RestoreError,
     SegmentationLogic,
+    canRestoreReplacedSegments,
     loadModelList,
     loadVolumeFile,
+    restoreReplacedSegments,
 )
+from MobileUViTSegmentSlicer.import_choice import ASK, IMPORT_MODE_CHOICES, importModeQuestion
 from MobileUViTSegmentSlicer.sample_data import registerSampleData, sampleLabelPath, sampleVolumePath
+from MobileUViTSegmentSlicer.sequence_segmentation import SequenceSegmentation, sequenceBrowserOfVolume
 from MobileUViTSegmentSlicer.volume_files import arrayToMatrix, ijkToRasArray, imageToWorldArray
 
 #
@@ -107,6 +113,13 @@ class MobileUViTSegmentParameterNode:
     device - "auto" (a CUDA GPU when PyTorch sees one), "cpu" or "cuda".
     outputSegmentation - the segmentation that receives the segments; none creates a new one at import time.
     show3D - also show new results in 3D (closed surfaces).
+    importMode - "ask", "replace", "add" or "fillEmpty": what a run into a segmentation holding this model's
+        segments does (bound by hand: the combo box shows sentences, not the values).
+    roi - segment only inside this markups ROI box; none: the whole volume.
+    allFrames - when the input is a frame of a sequence, segment every frame.
+    uncertainty - also compute the uncertainty map, per-segment confidence and the review list.
+    tta - test-time flips (averaged probabilities, flip disagreement).
+    referenceSegmentation - what the Review section compares the result with.
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
@@ -114,6 +127,12 @@ class MobileUViTSegmentParameterNode:
     device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
     outputSegmentation: vtkMRMLSegmentationNode
     show3D: bool = True
+    importMode: str = ASK
+    roi: vtkMRMLMarkupsROINode
+    allFrames: bool = False
+    uncertainty: bool = False
+    tta: bool = False
+    referenceSegmentation: vtkMRMLSegmentationNode
 
 
 #
@@ -140,6 +159,10 @@ class MobileUViTSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self._installer = DependencyInstaller()
         self._pollTimer = None
         self._visible = False
+        self._sequence: Optional[SequenceSegmentation] = None  # segments every frame of a 4D volume
+        self._runner = None  # whichever of the Logic and the sequence driver runs (or ran) last
+        self._review = None  # ReviewSection, made in setup (it needs Qt)
+        self._improve = None  # ImproveSection, likewise
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -152,6 +175,10 @@ class MobileUViTSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.logic.stateChanged.connect(self._onStateChanged)
         self.logic.finished.connect(self._onFinished)
         self.logic.devicesDetected.connect(self._onDevicesDetected)
+        self._sequence = SequenceSegmentation(slicer.mrmlScene, self.logic)
+        self._sequence.stateChanged.connect(self._onStateChanged)
+        self._sequence.finished.connect(self._onSequenceFinished)
+        self._runner = self.logic
 
         self._pollTimer = qt.QTimer()
         self._pollTimer.setInterval(self.POLL_INTERVAL_MS)
@@ -164,6 +191,17 @@ class MobileUViTSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         # qMRMLSegmentationShow3DButton is not a plain QPushButton, so connectGui cannot bind it: synced here, from
         # user clicks only (its checked state also follows whichever segmentation it shows).
         self.ui.show3DButton.connect("clicked(bool)", self.onShow3DToggled)
+        for mode, text in IMPORT_MODE_CHOICES:  # bound by hand: the combo shows sentences, the node keeps the mode
+            self.ui.importModeSelector.addItem(_(text), mode)
+        self.ui.importModeSelector.connect("currentIndexChanged(int)", self.onImportModeSelected)
+        self.ui.restoreButton.connect("clicked(bool)", self.onRestoreButton)
+
+        from MobileUViTSegmentWidgets.improve_section import ImproveSection
+        from MobileUViTSegmentWidgets.review_section import ReviewSection
+
+        self._review = ReviewSection(self.ui, self._currentResultNodes, self._referenceSegmentation)
+        self._improve = ImproveSection(self.ui, self._currentResultNodes, self._currentModelId,
+                                       onModelsChanged=self._populateModels)
 
         self._populateModels()
         self.initializeParameterNode()
@@ -173,8 +211,12 @@ class MobileUViTSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.removeObservers()
         if self._pollTimer is not None:
             self._pollTimer.stop()
+        if self._sequence is not None:
+            self._sequence.cancel()
         if self.logic is not None:
             self.logic.shutdown()
+        if self._improve is not None:
+            self._improve.cleanup()
 
     def enter(self) -> None:
         self._visible = True
@@ -189,16 +231,17 @@ class MobileUViTSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNodeGuiTag = None
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
-        if not self.logic.busy:
+        if not self._runner.busy:
             self._pollTimer.stop()
 
     def onSceneStartClose(self, caller, event) -> None:
-        self.logic.cancel()  # results must not land in a scene that is being closed
+        self._sequence.cancel()  # results must not land in a scene that is being closed
+        self.logic.cancel()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
-        if not self.logic.busy:
-            self.logic.machine.reset()
+        if not self._runner.busy:
+            self._runner.machine.reset()
         if self._visible:
             self.initializeParameterNode()
         self._updateView()
@@ -235,9 +278,12 @@ class MobileUViTSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
                 wasBlocked = self.ui.modelSelector.blockSignals(True)
                 self.ui.modelSelector.currentIndex = index
                 self.ui.modelSelector.blockSignals(wasBlocked)
-            output = node.outputSegmentation or (self.logic.lastResult.segmentationNode
-                                                 if self.logic.lastResult else None)
-            self.ui.show3DButton.setSegmentationNode(output)
+            modeIndex = self.ui.importModeSelector.findData(node.importMode)
+            if modeIndex != self.ui.importModeSelector.currentIndex:
+                wasBlocked = self.ui.importModeSelector.blockSignals(True)
+                self.ui.importModeSelector.currentIndex = modeIndex
+                self.ui.importModeSelector.blockSignals(wasBlocked)
+            self.ui.show3DButton.setSegmentationNode(self._currentResultNodes()[1])
         self._showModelDetails()
         self._updateView()
 
@@ -268,6 +314,40 @@ class MobileUViTSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         if self._parameterNode:
             self._parameterNode.show3D = bool(checked)
 
+    def onImportModeSelected(self, index: int) -> None:
+        if self._parameterNode:
+            self._parameterNode.importMode = self.ui.importModeSelector.itemData(index) or ASK
+
+    def _currentModelId(self) -> str:
+        return self._parameterNode.modelId if self._parameterNode else ""
+
+    def _currentResultNodes(self) -> tuple:
+        """(input volume, segmentation) the Review and Improve sections work on: the chosen output segmentation, or
+        the one the last run created."""
+        node = self._parameterNode
+        if node is None:
+            return None, None
+        segmentation = node.outputSegmentation or (self.logic.lastResult.segmentationNode
+                                                   if self.logic and self.logic.lastResult else None)
+        if segmentation is not None and not slicer.mrmlScene.IsNodePresent(segmentation):
+            segmentation = None
+        return node.inputVolume, segmentation
+
+    def _referenceSegmentation(self):
+        return self._parameterNode.referenceSegmentation if self._parameterNode else None
+
+    def onRestoreButton(self) -> None:
+        segmentation = self._currentResultNodes()[1]
+        if segmentation is None:
+            return
+        try:
+            restored = restoreReplacedSegments(segmentation)
+        except RestoreError as error:
+            slicer.util.errorDisplay(str(error))
+            return
+        self.ui.statusLabel.text = _("{count} replaced segment(s) restored.").format(count=restored)
+        self._updateView()
+
     # -- running -------------------------------------------------------------------------------------------------
 
     def _canStart(self) -> tuple[bool, str]:
@@ -281,20 +361,30 @@ class MobileUViTSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         return True, ""
 
     def _updateView(self) -> None:
-        view = self.logic.machine.view(*self._canStart())
+        view = self._runner.machine.view(*self._canStart())
         self.ui.applyButton.text = view.button_text
         self.ui.applyButton.toolTip = view.button_tooltip
         self.ui.applyButton.enabled = view.button_enabled
         for widget in (self.ui.inputVolumeSelector, self.ui.modelSelector, self.ui.deviceSelector,
-                       self.ui.outputSegmentationSelector):
+                       self.ui.outputSegmentationSelector, self.ui.importModeSelector, self.ui.roiSelector,
+                       self.ui.allFramesCheckBox, self.ui.uncertaintyCheckBox, self.ui.ttaCheckBox):
             widget.enabled = view.inputs_enabled
+        segmentation = self._currentResultNodes()[1]
+        self.ui.restoreButton.enabled = bool(view.inputs_enabled and segmentation is not None
+                                             and canRestoreReplacedSegments(segmentation))
+        self.ui.allFramesCheckBox.visible = bool(self._parameterNode
+                                                 and sequenceBrowserOfVolume(self._parameterNode.inputVolume))
+        if self._review is not None:
+            self._review.updateButtons()
+        if self._improve is not None:
+            self._improve.updateButtons()
         self.ui.progressBar.visible = view.progress_visible
         self.ui.progressBar.value = view.progress_percent
         self.ui.statusLabel.text = view.status_text
 
     def onApplyButton(self) -> None:
-        if self.logic.busy:
-            self.logic.cancel()
+        if self._runner.busy:
+            self._runner.cancel()
             return
         try:
             if not self._installer.ensure():
@@ -305,20 +395,56 @@ class MobileUViTSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         if self._modelList.problem:
             self._populateModels()  # the packages the catalog needs may have just been installed
         node = self._parameterNode
+        browser = sequenceBrowserOfVolume(node.inputVolume) if node.allFrames else None
+        if browser is not None:
+            self._runner = self._sequence
+            self._sequence.start(browser, node.modelId, node.device)
+            self._pollTimer.start()
+            return
+        self._runner = self.logic
+        mode = node.importMode
+        if mode == ASK:
+            mode = self._askImportMode(node.outputSegmentation, node.modelId)
+            if mode is None:
+                return  # the user cancelled
         self.logic.startSegmentation(node.inputVolume, node.modelId, node.device, node.outputSegmentation,
-                                     node.show3D)
+                                     node.show3D, mode=mode, roiNode=node.roi, uncertainty=node.uncertainty,
+                                     tta=node.tta)
         self._pollTimer.start()
 
+    def _askImportMode(self, segmentation, modelId: str) -> Optional[str]:
+        """The import mode the user picks when the segmentation holds this model's segments ("add" otherwise)."""
+        question = importModeQuestion(segmentation, modelId)
+        if question is None:
+            return "add"
+        box = qt.QMessageBox(slicer.util.mainWindow())
+        box.setWindowTitle(_("Segmentation already holds results"))
+        box.setText(question)
+        buttons = {"replace": box.addButton(_("Replace"), qt.QMessageBox.AcceptRole),
+                   "add": box.addButton(_("Add beside"), qt.QMessageBox.AcceptRole),
+                   "fillEmpty": box.addButton(_("Fill empty"), qt.QMessageBox.AcceptRole)}
+        box.addButton(qt.QMessageBox.Cancel)
+        box.exec_()
+        return next((mode for mode, button in buttons.items() if box.clickedButton() == button), None)
+
     def _onPollTimer(self) -> None:
-        self.logic.poll()
-        if not self.logic.busy and not self._visible:
+        self._runner.poll()
+        if not self._runner.busy and not self._visible:
             self._pollTimer.stop()
 
     def _onStateChanged(self, machine: ProcessingStateMachine) -> None:
         self._updateView()
 
     def _onFinished(self, imported: ImportedSegments) -> None:
+        if self._sequence.busy:
+            return  # one frame of a sequence run: its node is temporary, the driver reports the whole sequence
         self.ui.show3DButton.setSegmentationNode(imported.segmentationNode)
+        self._review.showRun(self.logic.lastReview)
+        self._updateView()
+
+    def _onSequenceFinished(self, result) -> None:
+        self.ui.show3DButton.setSegmentationNode(result.proxyNode)
+        self._updateView()
 
     def _onDevicesDetected(self, description: str) -> None:
         self.ui.deviceInfoLabel.text = _("Detected: {description}").format(description=description)
@@ -383,6 +509,8 @@ class MobileUViTSegmentTest(ScriptedLoadableModuleTest):
         self.test_SegmentsSampleCaseOntoItsGrid()
         self.setUp()
         self.test_SampleCaseMatchesManualReference()
+        self.setUp()
+        self.test_ReviewThenReplaceKeepsTheUsersWork()
         self.tearDownClass()
 
     def _segmentSampleCase(self):
@@ -441,3 +569,56 @@ class MobileUViTSegmentTest(ScriptedLoadableModuleTest):
         self.assertGreaterEqual(meanDice, self.MINIMUM_MEAN_DICE,
                                 f"mean Dice {meanDice:.3f} < {self.MINIMUM_MEAN_DICE} (per label: {scores})")
         self.delayDisplay(f"Mean Dice {meanDice:.3f}")
+
+    @staticmethod
+    def _setSegmentVoxels(segmentation, segmentId: str, voxels: np.ndarray, volume) -> None:
+        """What a Segment Editor stroke does: the segment's voxels on the volume's grid become ``voxels`` (k, j, i)."""
+        image = slicer.vtkOrientedImageData()
+        image.SetExtent(volume.GetImageData().GetExtent())
+        image.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
+        vtk_to_numpy(image.GetPointData().GetScalars())[:] = voxels.astype(np.uint8).ravel()
+        image.SetImageToWorldMatrix(arrayToMatrix(ijkToRasArray(volume)))
+        if not slicer.vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(image, segmentation, segmentId):
+            raise RuntimeError(f"could not write segment {segmentId}")
+
+    def test_ReviewThenReplaceKeepsTheUsersWork(self) -> None:
+        """A run with uncertainty, the reviewer's edits, a second run replacing only the model's segments, and a
+        restore that brings the edited state back; the segment the reviewer drew never changes."""
+        from MobileUViTSegmentLib.catalog import DEFAULT_MODEL_ID
+
+        volume, segmentation, card = self._segmentSampleCase()
+        logic = MobileUViTSegmentTest._logic
+        review = logic.lastReview
+        self.assertIsNone(review.uncertaintyVolumeNode)  # not asked for
+        logic.segmentAndWait(volume, DEFAULT_MODEL_ID, device="cpu", outputSegmentationNode=segmentation,
+                             timeout=self.TIMEOUT_S, mode="replace", uncertainty=True)
+        review = logic.lastReview
+        self.assertIsNotNone(review.uncertaintyVolumeNode)
+        self.assertTrue(review.items and set(review.confidenceBySegmentId) == set(logic.lastResult.segmentIds))
+        self.delayDisplay(f"Review list: {review.items[0].describe()}")
+
+        segments = segmentation.GetSegmentation()
+        modelIds = [segments.GetNthSegmentID(i) for i in range(segments.GetNumberOfSegments())]
+        edited = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, modelIds[0], volume).copy()
+        edited[:, :, : edited.shape[2] // 2] = 0  # the reviewer erases half of the first segment
+        self._setSegmentVoxels(segmentation, modelIds[0], edited, volume)
+        drawn = np.zeros_like(edited)
+        drawn[5:9, 5:9, 5:9] = 1
+        userId = segments.AddEmptySegment("", "my finding")
+        self._setSegmentVoxels(segmentation, userId, drawn, volume)
+
+        logic.segmentAndWait(volume, DEFAULT_MODEL_ID, device="cpu", outputSegmentationNode=segmentation,
+                             timeout=self.TIMEOUT_S, mode="replace")
+        self.assertEqual([segments.GetNthSegmentID(i) for i in range(segments.GetNumberOfSegments())],
+                         [*modelIds, userId])  # replaced in place, nothing added
+        self.assertTrue(np.array_equal(slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, userId, volume),
+                                       drawn))
+        self.assertGreater(slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, modelIds[0], volume).sum(),
+                           edited.sum())
+        self.assertTrue(canRestoreReplacedSegments(segmentation))
+        self.assertEqual(restoreReplacedSegments(segmentation), len(modelIds))
+        self.assertTrue(np.array_equal(slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, modelIds[0], volume),
+                                       edited))
+        self.assertTrue(np.array_equal(slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, userId, volume),
+                                       drawn))
+        self.delayDisplay("Replace touched only the model's segments; restore brought the edited state back")

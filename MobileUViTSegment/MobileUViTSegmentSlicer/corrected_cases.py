@@ -227,3 +227,17 @@ def writeCaseList(cases: list[ExportedCase], path: Path) -> Path:
     """The JSON list ``finetune --cases`` reads."""
     path.write_text(json.dumps({"cases": [case.entry() for case in cases]}, indent=1) + "\n", encoding="utf-8")
     return path
+
+
+MIN_CORRECTED_CASES = 2  # one to learn from and one held out to measure on (finetune's own rule)
+
+
+def improvementProblem(cases: list[CorrectedCase], modelId: str) -> Optional[str]:
+    """Why the panel cannot start improving ``modelId`` from ``cases`` yet (one sentence), or None."""
+    if not modelId:
+        return "Select the model to improve."
+    if len(cases) < MIN_CORRECTED_CASES:
+        have = "no case is" if not cases else "only one case is"
+        return (f"Mark at least {MIN_CORRECTED_CASES} corrected segmentations ({have} marked): the model learns from "
+                "some and is measured on one it never saw.")
+    return None

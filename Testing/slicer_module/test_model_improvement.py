@@ -20,9 +20,9 @@ import slicer
 from mrml_helpers import scene_snapshot
 from worker_helpers import worker_environment
 
-from MobileUViTSegmentLib.catalog import Catalog
+from MobileUViTSegmentLib.catalog import DEFAULT_MODEL_ID, Catalog
 from MobileUViTSegmentLib.resources import LOCAL_MODELS_VARIABLE, models_dir
-from MobileUViTSegmentSlicer.corrected_cases import exportCorrectedCase
+from MobileUViTSegmentSlicer.corrected_cases import CorrectedCase, exportCorrectedCase, improvementProblem
 from MobileUViTSegmentSlicer.model_choices import loadModelList
 from MobileUViTSegmentSlicer.model_improvement import (
     TEMPORARY_PREFIX,
@@ -181,3 +181,11 @@ def test_the_slicer_side_does_not_import_torch():
     completed = subprocess.run([sys.executable, "-c", code], cwd=module_dir, capture_output=True, text=True,
                                timeout=120)
     assert completed.returncode == 0, completed.stderr[-2000:]
+
+
+def test_the_panel_says_why_it_cannot_improve_yet():
+    one = [CorrectedCase(None, None)]
+    assert improvementProblem(one * 2, "") == "Select the model to improve."
+    assert "no case is marked" in improvementProblem([], DEFAULT_MODEL_ID)
+    assert "only one case is marked" in improvementProblem(one, DEFAULT_MODEL_ID)
+    assert improvementProblem(one * 2, DEFAULT_MODEL_ID) is None

@@ -18,7 +18,8 @@ from worker_helpers import SINGLE_THREAD
 
 from MobileUViTSegmentLib.catalog import DEFAULT_MODEL_ID
 
-SELF_TEST_METHODS = ["test_SegmentsSampleCaseOntoItsGrid", "test_SampleCaseMatchesManualReference"]
+SELF_TEST_METHODS = ["test_SegmentsSampleCaseOntoItsGrid", "test_SampleCaseMatchesManualReference",
+                     "test_ReviewThenReplaceKeepsTheUsersWork"]
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ type that Slicer's ``connectGui`` can bind for that field's type (it matches wid
 from __future__ import annotations
 
 import ast
+import importlib
 import importlib.util
 import re
 import struct
@@ -28,8 +29,10 @@ ICON_FILE = MODULE_DIR / "Resources" / "Icons" / "MobileUViTSegment.png"
 MODULE_FILE = MODULE_DIR / "MobileUViTSegment.py"
 
 # Fields the widget keeps in sync by hand, and why: the model list is only known at run time (a QComboBox binding
-# needs a fixed Choice), and qMRMLSegmentationShow3DButton is not a plain QPushButton (connectGui matches exactly).
-BOUND_BY_HAND = {"modelId": "onModelSelected", "show3D": "onShow3DToggled"}
+# needs a fixed Choice), qMRMLSegmentationShow3DButton is not a plain QPushButton (connectGui matches exactly), and the
+# import-mode combo shows sentences while the node keeps the mode (item data).
+BOUND_BY_HAND = {"modelId": "onModelSelected", "show3D": "onShow3DToggled", "importMode": "onImportModeSelected"}
+SECTIONS_DIR = MODULE_DIR / "MobileUViTSegmentWidgets"  # the Review and Improve sections get the same ``ui``
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +102,9 @@ def test_every_parameter_binding_names_a_field_with_a_widget_connectgui_can_bind
         assert allowed, f"{name}: connectGui cannot bind {detail} to {field}: {parameter_fields[field]}"
         bound[field] = name
     assert bound == {"inputVolume": "inputVolumeSelector", "device": "deviceSelector",
-                     "outputSegmentation": "outputSegmentationSelector"}
+                     "outputSegmentation": "outputSegmentationSelector", "roi": "roiSelector",
+                     "allFrames": "allFramesCheckBox", "uncertainty": "uncertaintyCheckBox", "tta": "ttaCheckBox",
+                     "referenceSegmentation": "referenceSegmentationSelector"}
     assert set(parameter_fields) - set(bound) == set(BOUND_BY_HAND)
 
 
@@ -119,13 +124,36 @@ def test_fields_without_a_ui_binding_are_synced_by_the_widget():
 def test_every_ui_widget_the_panel_code_uses_exists(widgets):
     used = set(re.findall(r"self\.ui\.(\w+)", MODULE_FILE.read_text(encoding="utf-8")))
     assert used and used <= set(widgets), f"missing in the .ui: {sorted(used - set(widgets))}"
+    for section in sorted(SECTIONS_DIR.glob("*.py")):  # they hold the same ui as ``self.ui`` or ``ui``
+        used = set(re.findall(r"\bui\.(\w+)", section.read_text(encoding="utf-8")))
+        assert used <= set(widgets), f"{section.name}: missing in the .ui: {sorted(used - set(widgets))}"
+
+
+def test_the_sections_import_only_what_exists():
+    """The Review and Improve sections import Slicer-package functions by name; a renamed one would only fail in
+    Slicer's setup(), so every imported name is checked here."""
+    for section in sorted(SECTIONS_DIR.glob("*.py")):
+        tree = ast.parse(section.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("MobileUViTSegmentSlicer"):
+                module = importlib.import_module(node.module)
+                missing = [alias.name for alias in node.names if not hasattr(module, alias.name)]
+                assert not missing, f"{section.name}: {node.module} has no {missing}"
 
 
 def test_the_panel_has_the_promised_controls(widgets):
     expected = {"inputVolumeSelector": "qMRMLNodeComboBox", "modelSelector": "QComboBox", "modelInfoLabel": "QLabel",
                 "deviceSelector": "QComboBox", "deviceInfoLabel": "QLabel", "outputSegmentationSelector":
                 "qMRMLNodeComboBox", "show3DButton": "qMRMLSegmentationShow3DButton", "applyButton": "QPushButton",
-                "progressBar": "QProgressBar", "statusLabel": "QLabel"}
+                "progressBar": "QProgressBar", "statusLabel": "QLabel", "importModeSelector": "QComboBox",
+                "roiSelector": "qMRMLNodeComboBox", "allFramesCheckBox": "QCheckBox", "restoreButton": "QPushButton",
+                "uncertaintyCheckBox": "QCheckBox", "ttaCheckBox": "QCheckBox", "reviewListWidget": "QListWidget",
+                "statisticsTable": "QTableWidget", "measureButton": "QPushButton",
+                "exportStatisticsButton": "QPushButton", "referenceSegmentationSelector": "qMRMLNodeComboBox",
+                "compareButton": "QPushButton", "comparisonTable": "QTableWidget",
+                "exportComparisonButton": "QPushButton", "markCorrectedButton": "QPushButton",
+                "correctedCasesLabel": "QLabel", "improveButton": "QPushButton", "improveProgressBar": "QProgressBar",
+                "improveStatusLabel": "QLabel"}
     assert {name: widgets[name].get("class") for name in expected} == expected
     output = widgets["outputSegmentationSelector"]
     assert property_value(output, "noneEnabled") == "true"
@@ -146,7 +174,8 @@ def test_scene_connections_reach_existing_mrml_widgets(ui_root, widgets):
         assert connection.findtext("slot") == "setMRMLScene(vtkMRMLScene*)"
         assert widgets[receiver].get("class") == "qMRMLNodeComboBox"  # the classes here that have setMRMLScene
         receivers.add(receiver)
-    assert receivers == {"inputVolumeSelector", "outputSegmentationSelector"}
+    assert receivers == {"inputVolumeSelector", "outputSegmentationSelector", "roiSelector",
+                         "referenceSegmentationSelector"}
 
 
 def test_the_icon_is_a_valid_128_pixel_rgba_png():
