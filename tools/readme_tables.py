@@ -5,7 +5,9 @@
 * the reliability section from ``benchmarks/results/reliability.json`` (``tools/reliability_report.py``, which runs
   the reliability tests and keeps what they record),
 * the architecture table from ``benchmarks/results/architectures_cpu.json`` (``benchmarks/benchmark_architectures.py``;
-  its rows are formatted by ``benchmarks/architecture_report.py``, the same code that prints them).
+  its rows are formatted by ``benchmarks/architecture_report.py``, the same code that prints them),
+* the review tables from ``benchmarks/results/review.json`` (``tools/review_figure.py``: measurement and comparison
+  of one real run, as the panel's Review section shows them).
 
 Each table sits between ``<!-- name -->`` and ``<!-- /name -->`` markers. ``python tools/readme_tables.py``
 rewrites them in place; ``--check`` exits non-zero when the README is out of date (a test runs it).
@@ -32,6 +34,7 @@ README = REPOSITORY / "README.md"
 BENCHMARK = REPOSITORY / "benchmarks" / "results" / "cpu.json"
 ARCHITECTURES = REPOSITORY / "benchmarks" / "results" / "architectures_cpu.json"
 RELIABILITY = REPOSITORY / "benchmarks" / "results" / "reliability.json"
+REVIEW = REPOSITORY / "benchmarks" / "results" / "review.json"
 
 
 def model_table() -> str:
@@ -91,8 +94,35 @@ def reliability_section(results: Path = RELIABILITY) -> str:
     return reliability_markdown(json.loads(results.read_text(encoding="utf-8")))
 
 
+def _number(value, decimals: int, scale: float = 1.0, suffix: str = "") -> str:
+    return "–" if value is None else f"{value * scale:.{decimals}f}{suffix}"
+
+
+def review_tables(results: Path = REVIEW) -> str:
+    if not results.is_file():
+        return "_Run `python tools/review_figure.py` to produce these tables._"
+    run = json.loads(results.read_text(encoding="utf-8"))
+    lines = [f"Model `{run['model']}` on `{run['case']}` ({run['options']}, {run['device']}; `{run['command']}`). "
+             "Measure (what `measure` and the panel's table give):", "",
+             "| segment | voxels | volume mL | intensity mean ± std | min – max | mean uncertainty | confidence |",
+             "|---|---|---|---|---|---|---|"]
+    for row in run["measurements"]:
+        lines.append(f"| {row['name']} | {row['voxel_count']} | {_number(row['volume_ml'], 3)} | "
+                     f"{_number(row['intensity_mean'], 1)} ± {_number(row['intensity_std'], 1)} | "
+                     f"{_number(row['intensity_min'], 1)} – {_number(row['intensity_max'], 1)} | "
+                     f"{_number(row['mean_uncertainty'], 3)} | {_number(row['confidence'], 3)} |")
+    lines += ["", "Compare with the manual reference (what `evaluate --prediction --reference` and the panel give):", "",
+              "| segment | Dice | IoU | HD95 mm | volume mL | reference mL | difference |", "|---|---|---|---|---|---|---|"]
+    for row in run["comparison"]:
+        lines.append(f"| {row['name']} | {_number(row['dice'], 4)} | {_number(row['iou'], 4)} | "
+                     f"{_number(row['hd95'], 2)} | {_number(row['volume_ml'], 3)} | "
+                     f"{_number(row['reference_volume_ml'], 3)} | {_number(row['volume_difference_ml'], 3)} mL "
+                     f"({_number(row['relative_volume_difference'], 1, 100, ' %')}) |")
+    return "\n".join(lines)
+
+
 TABLES = {"model-table": model_table, "benchmark-tables": benchmark_tables, "architecture-table": architecture_table,
-          "reliability-table": reliability_section}
+          "reliability-table": reliability_section, "review-tables": review_tables}
 
 
 def render(text: str) -> str:
