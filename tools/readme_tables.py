@@ -111,8 +111,9 @@ def review_tables(results: Path = REVIEW) -> str:
                      f"{_number(row['intensity_mean'], 1)} ± {_number(row['intensity_std'], 1)} | "
                      f"{_number(row['intensity_min'], 1)} – {_number(row['intensity_max'], 1)} | "
                      f"{_number(row['mean_uncertainty'], 3)} | {_number(row['confidence'], 3)} |")
-    lines += ["", "Compare with the manual reference (what `evaluate --prediction --reference` and the panel give):", "",
-              "| segment | Dice | IoU | HD95 mm | volume mL | reference mL | difference |", "|---|---|---|---|---|---|---|"]
+    lines += ["", "Compare with the manual reference (what `evaluate --prediction --reference` and the panel give):",
+              "", "| segment | Dice | IoU | HD95 mm | volume mL | reference mL | difference |",
+              "|---|---|---|---|---|---|---|"]
     for row in run["comparison"]:
         lines.append(f"| {row['name']} | {_number(row['dice'], 4)} | {_number(row['iou'], 4)} | "
                      f"{_number(row['hd95'], 2)} | {_number(row['volume_ml'], 3)} | "

@@ -373,3 +373,45 @@ def test_a_new_segmentation_in_replace_mode_simply_gets_the_segments(scene, samp
     result = run(scene, sample_volume, threshold_labels, mode="replace").lastResult
     assert result.createdNode and result.replacedSegmentIds == [] and len(result.segmentIds) == 2
     assert not canRestoreReplacedSegments(result.segmentationNode)
+
+
+def save_and_reload_scene(scene, folder) -> slicer.vtkMRMLScene:
+    """What File > Save and a later File > Load do: every storable node written, the .mrml committed, then read."""
+    folder.mkdir()
+    nodes = [*scene.GetNodesByClass("vtkMRMLStorableNode")]
+    for node in nodes:
+        if node.GetStorageNode() is None:
+            node.AddDefaultStorageNode()
+        storage = node.GetStorageNode()
+        storage.SetFileName(str(folder / f"{node.GetID()}.{storage.GetDefaultWriteFileExtension()}"))
+        assert storage.WriteData(node), node.GetName()
+    scene.SetURL(str(folder / "scene.mrml"))
+    assert scene.Commit()
+    reloaded = slicer.vtkMRMLScene()
+    reloaded.segmentations_logic = slicer.vtkSlicerSegmentationsModuleLogic()  # kept alive with the scene
+    reloaded.segmentations_logic.SetMRMLScene(reloaded)
+    reloaded.SetURL(str(folder / "scene.mrml"))
+    assert reloaded.Import()
+    return reloaded
+
+
+def test_a_replaced_result_can_be_restored_after_saving_and_reloading_the_scene(scene, sample_volume, edited,
+                                                                              tmp_path):
+    node = edited["node"]
+    before = state(node, sample_volume)
+    run(scene, sample_volume, second_labels, mode="replace", output=node)
+    reloaded = save_and_reload_scene(scene, tmp_path / "saved")
+    try:
+        volume = reloaded.GetFirstNodeByName(sample_volume.GetName())
+        visible = [candidate for candidate in reloaded.GetNodesByClass("vtkMRMLSegmentationNode")
+                   if not candidate.GetHideFromEditors()]
+        assert len(visible) == 1  # the backup stays hidden after loading
+        loaded = visible[0]
+        assert canRestoreReplacedSegments(loaded)
+        assert restoreReplacedSegments(loaded) == 2
+        after = state(loaded, volume)
+        for item in (*before.values(), *after.values()):  # .seg.nrrd keeps colours to 6 digits
+            item["color"] = tuple(round(channel, 4) for channel in item["color"])
+        assert_same_state(before, after)
+    finally:
+        reloaded.Clear(1)
