@@ -49,9 +49,10 @@ from typing import IO, Any, Optional
 
 import torch
 
+from .card import ModelCard
 from .catalog import Catalog
 from .devices import describe_devices, resolve_device
-from .errors import SegmentationError
+from .errors import ModelError, SegmentationError
 from .image_io import read_image, write_image
 from .inference.engine import SegmentationOptions, Segmenter
 from .outputs import write_result
@@ -74,8 +75,20 @@ class Worker:
         self.output.write(json.dumps({"event": event, **fields}) + "\n")
         self.output.flush()
 
+    def card(self, model: str) -> ModelCard:
+        """The model's card; an id the catalog did not know when the worker started is looked up afresh once.
+
+        A long-lived worker (the Slicer panel keeps one) must see models made after it started: ``finetune`` puts a
+        new ``<parent>-local-<n>`` into the local models folder while the worker is idle.
+        """
+        try:
+            return self.catalog.get(model)
+        except ModelError:
+            self.catalog = Catalog(self.catalog.folders)  # the same folders, read again
+            return self.catalog.get(model)
+
     def segmenter(self, model: str, device: torch.device, progress: Optional[ProgressCallback] = None) -> Segmenter:
-        card = self.catalog.get(model)
+        card = self.card(model)
         key = (str(card.weights_path), card.weights.sha256, str(device))
         if key not in self.segmenters:
             self.segmenters[key] = Segmenter(card, device, progress=progress)  # progress: a first-use download

@@ -18,16 +18,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
 import slicer
 import vtk
 
-from .result_import import BINARY_LABELMAP, MODEL_ID_TAG, labelMapOnVolumeGrid
+from .result_import import BINARY_LABELMAP, MODEL_ID_TAG, ResultImportError, labelMapOnVolumeGrid
+from .segment_masks import gridShape, referenceGrid, segmentationReferenceGrid
 from .volume_export import volumeProblem
 from .volume_files import VolumeFileError, arrayToMatrix, ijkToRasArray, imageToWorldArray, writeVolumeFile
 
 CORRECTED_ATTRIBUTE = "MobileUViTSegment.Corrected"
 CORRECTED_VOLUME_REFERENCE = "MobileUViTSegment.CorrectedVolume"
 _IMPORT_SUFFIX = re.compile(r" \(\d+\)$")
+GRID_TOLERANCE_MM = 1e-4  # Slicer keeps the reference geometry as text with 16 significant digits
 
 
 class CorrectedCaseError(Exception):
@@ -149,7 +152,22 @@ def caseProblem(case: CorrectedCase) -> Optional[str]:
     if not segmentationNode.GetSegmentation().ContainsRepresentation(BINARY_LABELMAP):
         return (f"The corrected segmentation '{segmentationNode.GetName()}' has no binary labelmap representation; "
                 "create it in the Segmentations module (Representations) first.")
+    if not _drawnOnVolumeGrid(segmentationNode, case.volumeNode):
+        return (f"The corrected segmentation '{segmentationNode.GetName()}' was drawn on another grid than the volume "
+                f"'{case.volumeNode.GetName()}' it is marked with; mark it again with the volume it belongs to.")
     return None
+
+
+def _drawnOnVolumeGrid(segmentationNode: slicer.vtkMRMLSegmentationNode,
+                       volumeNode: slicer.vtkMRMLScalarVolumeNode) -> bool:
+    """Whether the segmentation's reference geometry is the volume's grid (True when it records none): a pairing of
+    a segmentation with the wrong volume would otherwise be resampled silently into wrong training labels."""
+    reference = segmentationReferenceGrid(segmentationNode)
+    if gridShape(reference) == (0, 0, 0) or 0 in gridShape(reference):
+        return True
+    volume = referenceGrid(volumeNode)
+    return (gridShape(reference) == gridShape(volume)
+            and np.allclose(imageToWorldArray(reference), imageToWorldArray(volume), atol=GRID_TOLERANCE_MM))
 
 
 def labelMapOnVolume(case: CorrectedCase, segmentIds: dict[int, str]) -> slicer.vtkMRMLLabelMapVolumeNode:
@@ -168,7 +186,11 @@ def labelMapOnVolume(case: CorrectedCase, segmentIds: dict[int, str]) -> slicer.
             merged, slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY, reference, ids, values):
         raise CorrectedCaseError(f"The segments of the corrected case '{case.name}' could not be turned into a label "
                                  "map.")
-    merged = labelMapOnVolumeGrid(merged, volumeNode)
+    try:
+        merged = labelMapOnVolumeGrid(merged, volumeNode)
+    except ResultImportError as error:
+        raise CorrectedCaseError(f"The segments of the corrected case '{case.name}' could not be put on its volume's "
+                                 "grid.") from error
     cast = vtk.vtkImageCast()
     cast.SetInputData(merged)
     cast.SetOutputScalarTypeToUnsignedChar()

@@ -12,6 +12,7 @@ original model is never modified. The user's nodes are never changed, apart from
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -243,8 +244,8 @@ class ModelImprovement:
                                                     dict(event.get("before") or {}), dict(event.get("after") or {}))
                 self.finished.emit(self.lastResult)
                 return False
-            elif kind == "error":
-                self._fail(as_sentence(str(event.get("message") or "the fine-tuning failed")))
+            elif kind == "error":  # the process cleaned up after itself (its writes are atomic)
+                self._fail(as_sentence(str(event.get("message") or "the fine-tuning failed")), processCleanedUp=True)
                 return False
             elif kind == "exited":
                 self._fail(message_for_crash(event.get("returncode"), self._run.process.last_error_line())
@@ -275,8 +276,10 @@ class ModelImprovement:
     def _finish(self) -> None:
         self._cleanUp(keepModel=True)
 
-    def _fail(self, message: str) -> None:
-        self._cleanUp(keepModel=False)
+    def _fail(self, message: str, processCleanedUp: bool = False) -> None:
+        # After an "error" event the model files under this id, if any, are not ours: another run that took the same
+        # id first (finetune refuses to save over it) must keep its model.
+        self._cleanUp(keepModel=processCleanedUp)
         self.lastError = message
         self.failed.emit(message)
 
@@ -287,14 +290,29 @@ class ModelImprovement:
         run.process.kill()
         shutil.rmtree(run.folder, ignore_errors=True)
         if not keepModel:
-            removePartialModel(run.modelsFolder, run.modelId)
+            removePartialModel(run.modelsFolder, run.modelId, run.folder)
 
 
-def removePartialModel(folder: Path, modelId: str) -> None:
-    """Remove what a stopped ``finetune`` may have left for ``modelId``: the card first (so a half model is never
-    listed), then the weights, then its hidden temporary files."""
-    for path in (folder / f"{modelId}.card.json", folder / f"{modelId}.safetensors"):
-        path.unlink(missing_ok=True)
+def removePartialModel(folder: Path, modelId: str, runFolder: Optional[Path] = None) -> None:
+    """Remove what a killed ``finetune`` may have left for ``modelId``: the card first (so a half model is never
+    listed), then the weights, then its hidden temporary files.
+
+    With ``runFolder`` (the run's private folder, which the card's recorded command names) a card is removed only
+    when this run wrote it, and weights only together with such a card, so a model another run saved under the same
+    id is never deleted. Weights a killed run left without a card are never listed by the catalog.
+    """
+    card = folder / f"{modelId}.card.json"
+    if runFolder is not None:
+        try:
+            recorded = json.loads(card.read_text(encoding="utf-8")).get("lineage", {}).get("command", "")
+            ours = str(runFolder) in str(recorded)
+        except (OSError, ValueError, AttributeError):
+            ours = False
+        if card.is_file() and not ours:
+            return
+    if runFolder is None or card.is_file():
+        card.unlink(missing_ok=True)
+        (folder / f"{modelId}.safetensors").unlink(missing_ok=True)
     for leftover in folder.glob(f".{modelId}.*"):
         if leftover.is_dir():
             shutil.rmtree(leftover, ignore_errors=True)

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import SimpleITK as sitk
 
 from MobileUViTSegmentLib.resources import sample_data_dir
@@ -99,3 +100,24 @@ def test_kill_ends_the_whole_process_tree_like_slicers_launcher_and_its_python(t
         time.sleep(0.05)
     else:
         raise AssertionError("the launcher's child survived the kill")
+
+
+def test_a_model_made_after_the_worker_started_is_found_without_a_restart(tmp_path: Path):
+    """The panel keeps its worker; a model ``finetune`` saved meanwhile must be usable in the next run."""
+    import io
+    import json
+    import shutil
+
+    from MobileUViTSegmentLib.catalog import DEFAULT_MODEL_ID, Catalog
+    from MobileUViTSegmentLib.errors import ModelError
+    from MobileUViTSegmentLib.resources import models_dir
+    from MobileUViTSegmentLib.worker import Worker
+
+    worker = Worker(io.StringIO(), Catalog([models_dir(), tmp_path]))
+    card = json.loads((models_dir() / f"{DEFAULT_MODEL_ID}.card.json").read_text(encoding="utf-8"))
+    card["id"] = "hippocampus-mri-local-1"
+    (tmp_path / "hippocampus-mri-local-1.card.json").write_text(json.dumps(card), encoding="utf-8")
+    shutil.copy(models_dir() / card["weights"]["file"], tmp_path / card["weights"]["file"])
+    assert worker.card("hippocampus-mri-local-1").folder == tmp_path
+    with pytest.raises(ModelError, match="unknown model id 'no-such-model'"):
+        worker.card("no-such-model")

@@ -22,7 +22,7 @@ from worker_helpers import worker_environment
 
 from MobileUViTSegmentLib.catalog import DEFAULT_MODEL_ID, Catalog
 from MobileUViTSegmentLib.resources import LOCAL_MODELS_VARIABLE, models_dir
-from MobileUViTSegmentSlicer.corrected_cases import CorrectedCase, exportCorrectedCase, improvementProblem
+from MobileUViTSegmentSlicer.corrected_cases import CorrectedCase, caseProblem, exportCorrectedCase, improvementProblem
 from MobileUViTSegmentSlicer.model_choices import loadModelList
 from MobileUViTSegmentSlicer.model_improvement import (
     TEMPORARY_PREFIX,
@@ -30,6 +30,7 @@ from MobileUViTSegmentSlicer.model_improvement import (
     ModelImprovementError,
     correctedCases,
     markCorrected,
+    removePartialModel,
 )
 from MobileUViTSegmentSlicer.result_import import removeNodeWithDependents
 from MobileUViTSegmentSlicer.volume_files import loadVolumeFile
@@ -175,7 +176,13 @@ def test_cancelling_an_improvement_leaves_no_model_and_no_temporary_files(scene,
 
 
 def test_the_slicer_side_does_not_import_torch():
-    code = ("import sys; import MobileUViTSegmentSlicer.model_improvement; "
+    """Slicer's own process never loads PyTorch: every Slicer-side module, imported as the panel imports them."""
+    modules = sorted(path.stem for path in (Path(__file__).resolve().parents[2] / "MobileUViTSegment" /
+                                            "MobileUViTSegmentSlicer").glob("*.py") if path.stem != "__init__")
+    assert {"model_improvement", "segment_statistics", "segment_comparison", "run_review"} <= set(modules)
+    code = ("import importlib, sys\n"
+            f"for name in {modules!r}:\n"
+            "    importlib.import_module('MobileUViTSegmentSlicer.' + name)\n"
             "sys.exit(1 if 'torch' in sys.modules else 0)")
     module_dir = Path(__file__).resolve().parents[2] / "MobileUViTSegment"
     completed = subprocess.run([sys.executable, "-c", code], cwd=module_dir, capture_output=True, text=True,
@@ -189,3 +196,39 @@ def test_the_panel_says_why_it_cannot_improve_yet():
     assert "no case is marked" in improvementProblem([], DEFAULT_MODEL_ID)
     assert "only one case is marked" in improvementProblem(one, DEFAULT_MODEL_ID)
     assert improvementProblem(one * 2, DEFAULT_MODEL_ID) is None
+
+
+def write_model_files(folder: Path, model_id: str, command: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{model_id}.card.json").write_text(json.dumps({"id": model_id, "lineage": {"command": command}}),
+                                                  encoding="utf-8")
+    (folder / f"{model_id}.safetensors").write_bytes(b"weights")
+
+
+def test_a_stopped_run_removes_only_the_model_files_it_wrote(tmp_path):
+    models, ours = tmp_path / "models", tmp_path / "run-folder"
+    write_model_files(models, "x-local-1", f"finetune --cases {tmp_path / 'other-run' / 'cases.json'}")
+    (models / ".x-local-1.safetensors.tmp").write_bytes(b"half")
+    removePartialModel(models, "x-local-1", ours)  # another run saved x-local-1 first: its model stays
+    assert (models / "x-local-1.card.json").is_file() and (models / "x-local-1.safetensors").is_file()
+
+    write_model_files(models, "x-local-2", f"finetune --cases {ours / 'cases.json'}")
+    (models / ".x-local-2.safetensors.tmp").write_bytes(b"half")
+    removePartialModel(models, "x-local-2", ours)  # this run's own half-finished model goes
+    assert sorted(path.name for path in models.iterdir()) == [".x-local-1.safetensors.tmp", "x-local-1.card.json",
+                                                               "x-local-1.safetensors"]
+
+
+def test_a_segmentation_marked_with_another_volume_is_refused_not_resampled(scene, sample_volume_path,
+                                                                           sample_label_path, hippocampus_dataset):
+    """Marking uses the volume selected in the panel; a segmentation drawn on another case must not become that
+    case's training labels."""
+    volume, segmentation = load_case(scene, sample_volume_path, sample_label_path, "sample")
+    split = json.loads((models_dir() / f"{PARENT}.split.json").read_text(encoding="utf-8"))
+    name = split["validation"][0]
+    other_volume = loadVolumeFile(hippocampus_dataset / "imagesTr" / f"{name}.nii.gz", scene, name)
+    assert other_volume.GetImageData().GetDimensions() != volume.GetImageData().GetDimensions()
+    assert caseProblem(CorrectedCase(segmentation, volume)) is None
+    problem = caseProblem(CorrectedCase(segmentation, other_volume))
+    assert problem == ("The corrected segmentation 'sample segmentation' was drawn on another grid than the volume "
+                       f"'{name}' it is marked with; mark it again with the volume it belongs to.")
