@@ -242,6 +242,8 @@ class MobileUViTSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
     def onSceneEndClose(self, caller, event) -> None:
         if not self._runner.busy:
             self._runner.machine.reset()
+        if self._review is not None:
+            self._review.showRun(None)  # the last run's map and confidences went with the scene
         if self._visible:
             self.initializeParameterNode()
         self._updateView()
@@ -340,13 +342,17 @@ class MobileUViTSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         segmentation = self._currentResultNodes()[1]
         if segmentation is None:
             return
+        question = _("Put back the segments the last replace overwrote in '{name}'? Changes made to them since then "
+                     "are lost; segments you drew yourself stay as they are.").format(name=segmentation.GetName())
+        if not slicer.util.confirmOkCancelDisplay(question):
+            return
         try:
             restored = restoreReplacedSegments(segmentation)
         except RestoreError as error:
             slicer.util.errorDisplay(str(error))
             return
+        self._updateView()  # before the message: the view rewrites the status line
         self.ui.statusLabel.text = _("{count} replaced segment(s) restored.").format(count=restored)
-        self._updateView()
 
     # -- running -------------------------------------------------------------------------------------------------
 
@@ -372,8 +378,12 @@ class MobileUViTSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         segmentation = self._currentResultNodes()[1]
         self.ui.restoreButton.enabled = bool(view.inputs_enabled and segmentation is not None
                                              and canRestoreReplacedSegments(segmentation))
-        self.ui.allFramesCheckBox.visible = bool(self._parameterNode
-                                                 and sequenceBrowserOfVolume(self._parameterNode.inputVolume))
+        sequence = bool(self._parameterNode and sequenceBrowserOfVolume(self._parameterNode.inputVolume))
+        self.ui.allFramesCheckBox.visible = sequence
+        if sequence and self._parameterNode.allFrames:  # every frame goes to a new sequence of whole-volume results
+            for widget in (self.ui.outputSegmentationSelector, self.ui.importModeSelector, self.ui.roiSelector,
+                           self.ui.uncertaintyCheckBox, self.ui.ttaCheckBox):
+                widget.enabled = False
         if self._review is not None:
             self._review.updateButtons()
         if self._improve is not None:

@@ -26,7 +26,7 @@ import slicer
 from .result_import import ImportedSegments
 from .review_navigation import ReviewItem, confidenceFromEvent, reviewItemsFromEvent
 from .roi_crop import VoxelBox
-from .uncertainty_import import UncertaintyImportError, importUncertaintyVolume
+from .uncertainty_import import UNCERTAINTY_OF_TAG, UncertaintyImportError, importUncertaintyVolume
 
 
 @dataclass
@@ -38,11 +38,31 @@ class RunReview:
     confidenceByLabelValue: dict[int, float] = field(default_factory=dict)
     confidenceBySegmentId: dict[str, float] = field(default_factory=dict)
     problem: str = ""
+    volumeNode: Optional[slicer.vtkMRMLScalarVolumeNode] = None  # the run's input
+    segmentationNode: Optional[slicer.vtkMRMLSegmentationNode] = None  # where its segments went
 
     @property
     def assessed(self) -> bool:
         """Whether the run measured uncertainty at all."""
         return bool(self.items or self.confidenceByLabelValue or self.uncertaintyVolumeNode or self.problem)
+
+    def uncertaintyFor(self, scene: slicer.vtkMRMLScene, volumeNode: Optional[slicer.vtkMRMLScalarVolumeNode]
+                       ) -> Optional[slicer.vtkMRMLScalarVolumeNode]:
+        """The run's uncertainty map when it belongs to ``volumeNode`` and is still in the scene, else None.
+
+        The panel measures whatever volume is selected now; a map of another volume (or one the user deleted) must
+        not be used, even when the grids happen to be the same size.
+        """
+        node = self.uncertaintyVolumeNode
+        if node is None or volumeNode is None or not scene.IsNodePresent(node):
+            return None
+        return node if node.GetAttribute(UNCERTAINTY_OF_TAG) == volumeNode.GetID() else None
+
+    def confidenceFor(self, segmentationNode: Optional[slicer.vtkMRMLSegmentationNode]) -> dict[str, float]:
+        """Confidence by segment ID, only for the segmentation the run wrote into (IDs recur across segmentations)."""
+        if segmentationNode is None or segmentationNode is not self.segmentationNode:
+            return {}
+        return dict(self.confidenceBySegmentId)
 
 
 def _inVolumeNumbering(items: list[ReviewItem], region: Optional[VoxelBox]) -> list[ReviewItem]:
@@ -60,7 +80,8 @@ def reviewFromEvent(event: dict, imported: ImportedSegments, inputVolumeNode: sl
     bySegment = {imported.segmentIds[value - 1]: score for value, score in confidence.items()
                  if 1 <= value <= len(imported.segmentIds)}
     review = RunReview(items=_inVolumeNumbering(reviewItemsFromEvent(event), region),
-                       confidenceByLabelValue=confidence, confidenceBySegmentId=bySegment)
+                       confidenceByLabelValue=confidence, confidenceBySegmentId=bySegment,
+                       volumeNode=inputVolumeNode, segmentationNode=imported.segmentationNode)
     if uncertaintyPath is None or not event.get("uncertainty"):
         return review
     try:

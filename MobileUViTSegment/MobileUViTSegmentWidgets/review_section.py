@@ -32,8 +32,7 @@ class ReviewSection:
         self._reviewItems: list[ReviewItem] = []
         self._statistics: list = []
         self._comparison: list = []
-        self._uncertaintyNode = None
-        self._confidenceBySegmentId: dict[str, float] = {}
+        self._review = None  # the last run's RunReview (None: no run yet, or the scene was closed)
         ui.reviewListWidget.connect("itemClicked(QListWidgetItem*)", self.onReviewItemClicked)
         ui.measureButton.connect("clicked(bool)", self.onMeasure)
         ui.exportStatisticsButton.connect("clicked(bool)", self.onExportStatistics)
@@ -45,10 +44,9 @@ class ReviewSection:
 
     def showRun(self, review) -> None:
         """Show what the last run produced: its review list, and its segments measured (with confidence)."""
-        self._uncertaintyNode = review.uncertaintyVolumeNode if review else None
-        if self._uncertaintyNode is not None:
-            showUncertaintyOverlay(slicer.mrmlScene, self._uncertaintyNode)
-        self._confidenceBySegmentId = dict(review.confidenceBySegmentId) if review else {}
+        self._review = review
+        if review is not None and review.uncertaintyVolumeNode is not None:
+            showUncertaintyOverlay(slicer.mrmlScene, review.uncertaintyVolumeNode)
         self._reviewItems = list(review.items) if review else []
         self.ui.reviewListWidget.clear()
         for item in self._reviewItems:
@@ -73,8 +71,10 @@ class ReviewSection:
             self._statistics = []
         else:
             try:
-                self._statistics = segmentStatistics(segmentation, volume, self._uncertaintyNode,
-                                                     self._confidenceBySegmentId or None)
+                review = self._review
+                uncertainty = review.uncertaintyFor(slicer.mrmlScene, volume) if review else None
+                confidence = review.confidenceFor(segmentation) if review else {}
+                self._statistics = segmentStatistics(segmentation, volume, uncertainty, confidence or None)
             except Exception as error:  # a user-facing sentence from the statistics module, or a bug
                 slicer.util.errorDisplay(_("The segments could not be measured: {error}").format(error=error))
                 self._statistics = []
@@ -84,7 +84,7 @@ class ReviewSection:
     def onExportStatistics(self) -> None:
         path = self._askCsvPath(_("Save segment measurements"), "segments.csv")
         if path:
-            writeStatisticsCsv(self._statistics, path)
+            self._write(writeStatisticsCsv, self._statistics, path)
 
     # -- compare -------------------------------------------------------------------------------------------------
 
@@ -105,7 +105,7 @@ class ReviewSection:
     def onExportComparison(self) -> None:
         path = self._askCsvPath(_("Save the comparison"), "comparison.csv")
         if path:
-            writeComparisonCsv(self._comparison, path)
+            self._write(writeComparisonCsv, self._comparison, path)
 
     # -- helpers -------------------------------------------------------------------------------------------------
 
@@ -115,6 +115,14 @@ class ReviewSection:
         self.ui.exportStatisticsButton.enabled = bool(self._statistics)
         self.ui.compareButton.enabled = self.ui.measureButton.enabled and self._referenceNode() is not None
         self.ui.exportComparisonButton.enabled = bool(self._comparison)
+
+    @staticmethod
+    def _write(writer, rows: list, path: str) -> None:
+        """Write a CSV; a failure (an unwritable folder, a full disk) is shown, never lost in the console."""
+        try:
+            writer(rows, path)
+        except Exception as error:  # StatisticsError/ComparisonError carry one sentence; anything else is shown too
+            slicer.util.errorDisplay(_("The table could not be saved: {error}").format(error=error))
 
     @staticmethod
     def _askCsvPath(title: str, defaultName: str) -> str:

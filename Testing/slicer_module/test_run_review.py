@@ -117,3 +117,24 @@ def test_the_real_model_gives_a_map_review_and_confidences(scene, sample_volume,
     assert review.items and all(item.labelName in names | {"background"} for item in review.items)
     assert set(review.confidenceBySegmentId) == set(logic.lastResult.segmentIds)
     assert all(0.0 < score <= 1.0 for score in review.confidenceBySegmentId.values())
+
+
+def test_the_review_applies_only_to_the_runs_own_volume_and_segmentation(scene, sample_volume, tmp_path):
+    """The panel measures the nodes selected now: another volume must not get this run's map, another segmentation
+    (whose segment IDs may well be the same) not its confidences, and a deleted map is never used."""
+    factory = WorkerFactory(done_with({**REVIEWED_DONE, "uncertainty": "written"}, write=write_labels_and_map))
+    logic = SegmentationLogic(scene, factory)
+    logic.segmentAndWait(sample_volume, DEFAULT_MODEL_ID, device="cpu", timeout=10, uncertainty=True)
+    review, segmentation = logic.lastReview, logic.lastResult.segmentationNode
+    assert review.uncertaintyFor(scene, sample_volume) is review.uncertaintyVolumeNode
+    assert review.confidenceFor(segmentation) == review.confidenceBySegmentId
+
+    other_volume = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "same size, other patient")
+    other_volume.SetAndObserveImageData(sample_volume.GetImageData())
+    plain = SegmentationLogic(scene, WorkerFactory(segmenting(progress_batches=0)))
+    other_segmentation = plain.segmentAndWait(sample_volume, DEFAULT_MODEL_ID, device="cpu", timeout=10)
+    assert review.uncertaintyFor(scene, other_volume) is None
+    assert review.confidenceFor(other_segmentation) == {} and review.confidenceFor(None) == {}
+
+    scene.RemoveNode(review.uncertaintyVolumeNode)
+    assert review.uncertaintyFor(scene, sample_volume) is None
