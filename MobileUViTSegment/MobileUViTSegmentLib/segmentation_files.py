@@ -31,6 +31,7 @@ from .measurements import label_name, label_values
 from .named_segments import Segment
 
 SEG_NRRD_SUFFIX = ".seg.nrrd"
+MODEL_ID_TAG = "MobileUViTSegment.ModelId"  # segment tag written by outputs.write_seg_nrrd and the Slicer import
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class SegmentationFile:
     layers: tuple[sitk.Image, ...]
     file_segments: tuple[FileSegment, ...]
     is_seg_nrrd: bool
+    model_id: Optional[str] = None  # the model whose run wrote it (a .seg.nrrd from ``segment`` or the panel)
 
     def on_grid(self, grid: sitk.Image, grid_name: str, own_name: str) -> SegmentationFile:
         """The same segments on ``grid``'s voxel grid (see :func:`.grid_checks.on_grid`: same voxels, or refused)."""
@@ -128,7 +130,27 @@ def _read_seg_nrrd(path: Path) -> SegmentationFile:
     for item in segments:
         if not 0 <= item.layer < len(images):
             raise InputError(f"{path}: segment '{item.name}' is in layer {item.layer}, which the file does not hold")
-    return SegmentationFile(path, images, segments, is_seg_nrrd=True)
+    models = {str((item.get("tags") or {}).get(MODEL_ID_TAG, "")) for item in segmentation["segments"]}
+    model_id = models.pop() if len(models) == 1 and "" not in models else None  # one model wrote every segment
+    return SegmentationFile(path, images, segments, is_seg_nrrd=True, model_id=model_id)
+
+
+def recorded_model_card(files: Iterable[SegmentationFile]) -> Optional[ModelCard]:
+    """The card of the one model the .seg.nrrd files say wrote them, when the catalog knows it; else None.
+
+    So comparing a result ``segment`` wrote with a manual label map names the label map's values as that model
+    does, without ``--model``.
+    """
+    from .catalog import Catalog
+    from .errors import ModelError
+
+    recorded = {item.model_id for item in files if item.is_seg_nrrd and item.model_id}
+    if len(recorded) != 1:
+        return None
+    try:
+        return Catalog().get(recorded.pop())
+    except ModelError:
+        return None
 
 
 def read_segmentation_file(path: str | Path, role: str = "segmentation") -> SegmentationFile:

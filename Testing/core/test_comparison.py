@@ -223,3 +223,17 @@ def test_comparing_files_never_imports_torch(tmp_path: Path):
     )
     completed = subprocess.run([sys.executable, "-c", code], cwd=MODULE_DIR, capture_output=True, text=True)
     assert completed.returncode == 0, completed.stderr
+
+
+def test_a_result_segment_wrote_names_the_manual_label_map_without_model(tmp_path: Path, capsys):
+    """``segment`` records its model in the .seg.nrrd, so comparing it with a label map needs no ``--model``."""
+    from MobileUViTSegmentLib.outputs import write_result
+
+    card = Catalog().get(DEFAULT_MODEL_ID)
+    labels = read_image(SAMPLE_LABEL)
+    write_result(labels, card, tmp_path / "run.seg.nrrd")
+    assert evaluate_files(tmp_path / "run.seg.nrrd", SAMPLE_LABEL, tmp_path / "out") == 0
+    assert f"named as model {DEFAULT_MODEL_ID} names them" in capsys.readouterr().out
+    rows = csv_rows(tmp_path / "out" / "per_label.csv")
+    assert [row["name"] for row in rows] == [label.name for label in card.labels]
+    assert all(float(row["dice"]) == 1.0 for row in rows)

@@ -33,7 +33,7 @@ from ..comparison import (
 from ..errors import InputError
 from ..image_io import write_text_atomically
 from ..named_segments import NoCommonNames
-from ..segmentation_files import SegmentationFile, label_names, read_segmentation_file
+from ..segmentation_files import SegmentationFile, label_names, read_segmentation_file, recorded_model_card
 from ..tables import rounded, text_table
 
 PER_LABEL_FILE = "per_label.csv"
@@ -120,9 +120,11 @@ def format_comparison(rows: Sequence[SegmentComparison]) -> str:
 
 
 def run_files(args: argparse.Namespace) -> int:
-    card = Catalog().get(args.model) if args.model else None
     prediction = read_segmentation_file(args.prediction, "prediction")
     reference = read_segmentation_file(args.reference, "reference")
+    card = Catalog().get(args.model) if args.model else recorded_model_card([prediction, reference])
+    if card is not None and not args.model and not (prediction.is_seg_nrrd and reference.is_seg_nrrd):
+        print(f"label map values named as model {card.id} names them (recorded in the .seg.nrrd)")
     rows = compare_files(prediction, reference, card)
     summary = summarize_comparison(rows, str(args.prediction), str(args.reference))
     args.output.mkdir(parents=True, exist_ok=True)
