@@ -45,6 +45,7 @@ from MobileUViTSegmentSlicer.import_choice import ASK, IMPORT_MODE_CHOICES, impo
 from MobileUViTSegmentSlicer.sample_data import registerSampleData, sampleLabelPath, sampleVolumePath
 from MobileUViTSegmentSlicer.sequence_segmentation import SequenceSegmentation, sequenceBrowserOfVolume
 from MobileUViTSegmentSlicer.volume_files import arrayToMatrix, ijkToRasArray, imageToWorldArray
+from MobileUViTSegmentSlicer.weights_import import WeightsImportError, importWeightsFile
 
 #
 # Module
@@ -195,6 +196,7 @@ class MobileUViTSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self.ui.importModeSelector.addItem(_(text), mode)
         self.ui.importModeSelector.connect("currentIndexChanged(int)", self.onImportModeSelected)
         self.ui.restoreButton.connect("clicked(bool)", self.onRestoreButton)
+        self.ui.importWeightsButton.connect("clicked(bool)", self.onImportWeightsButton)
 
         from MobileUViTSegmentWidgets.improve_section import ImproveSection
         from MobileUViTSegmentWidgets.review_section import ReviewSection
@@ -338,6 +340,24 @@ class MobileUViTSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
     def _referenceSegmentation(self):
         return self._parameterNode.referenceSegmentation if self._parameterNode else None
 
+    def onImportWeightsButton(self) -> None:
+        """Offline sites: check a carried weights file against the selected model's card and cache it."""
+        modelId = self._currentModelId()
+        path = qt.QFileDialog.getOpenFileName(slicer.util.mainWindow(), _("Weights file of {model}").format(
+            model=modelId), "", "safetensors (*.safetensors)")
+        if not path:
+            return
+        qt.QApplication.setOverrideCursor(qt.Qt.WaitCursor)  # hashing a large file takes a moment
+        try:
+            message = importWeightsFile(modelId, path)
+        except WeightsImportError as error:
+            slicer.util.errorDisplay(_("The weights file was not imported: {error}").format(error=error))
+            return
+        finally:
+            qt.QApplication.restoreOverrideCursor()
+        self.ui.statusLabel.text = message
+        self._showModelDetails()
+
     def onRestoreButton(self) -> None:
         segmentation = self._currentResultNodes()[1]
         if segmentation is None:
@@ -372,8 +392,9 @@ class MobileUViTSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.ui.applyButton.toolTip = view.button_tooltip
         self.ui.applyButton.enabled = view.button_enabled
         for widget in (self.ui.inputVolumeSelector, self.ui.modelSelector, self.ui.deviceSelector,
-                       self.ui.outputSegmentationSelector, self.ui.importModeSelector, self.ui.roiSelector,
-                       self.ui.allFramesCheckBox, self.ui.uncertaintyCheckBox, self.ui.ttaCheckBox):
+                       self.ui.importWeightsButton, self.ui.outputSegmentationSelector, self.ui.importModeSelector,
+                       self.ui.roiSelector, self.ui.allFramesCheckBox, self.ui.uncertaintyCheckBox,
+                       self.ui.ttaCheckBox):
             widget.enabled = view.inputs_enabled
         segmentation = self._currentResultNodes()[1]
         self.ui.restoreButton.enabled = bool(view.inputs_enabled and segmentation is not None

@@ -153,7 +153,7 @@ def test_the_panel_has_the_promised_controls(widgets):
                 "compareButton": "QPushButton", "comparisonTable": "QTableWidget",
                 "exportComparisonButton": "QPushButton", "markCorrectedButton": "QPushButton",
                 "correctedCasesLabel": "QLabel", "improveButton": "QPushButton", "improveProgressBar": "QProgressBar",
-                "improveStatusLabel": "QLabel"}
+                "improveStatusLabel": "QLabel", "importWeightsButton": "QPushButton"}
     assert {name: widgets[name].get("class") for name in expected} == expected
     output = widgets["outputSegmentationSelector"]
     assert property_value(output, "noneEnabled") == "true"
