@@ -120,6 +120,7 @@ class MobileUViTSegmentParameterNode:
     allFrames - when the input is a frame of a sequence, segment every frame.
     uncertainty - also compute the uncertainty map, per-segment confidence and the review list.
     tta - test-time flips (averaged probabilities, flip disagreement).
+    probabilities - also add one probability volume per label.
     referenceSegmentation - what the Review section compares the result with.
     """
 
@@ -133,6 +134,7 @@ class MobileUViTSegmentParameterNode:
     allFrames: bool = False
     uncertainty: bool = False
     tta: bool = False
+    probabilities: bool = False
     referenceSegmentation: vtkMRMLSegmentationNode
 
 
@@ -394,7 +396,7 @@ class MobileUViTSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         for widget in (self.ui.inputVolumeSelector, self.ui.modelSelector, self.ui.deviceSelector,
                        self.ui.importWeightsButton, self.ui.outputSegmentationSelector, self.ui.importModeSelector,
                        self.ui.roiSelector, self.ui.allFramesCheckBox, self.ui.uncertaintyCheckBox,
-                       self.ui.ttaCheckBox):
+                       self.ui.ttaCheckBox, self.ui.probabilitiesCheckBox):
             widget.enabled = view.inputs_enabled
         segmentation = self._currentResultNodes()[1]
         self.ui.restoreButton.enabled = bool(view.inputs_enabled and segmentation is not None
@@ -403,7 +405,7 @@ class MobileUViTSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.ui.allFramesCheckBox.visible = sequence
         if sequence and self._parameterNode.allFrames:  # every frame goes to a new sequence of whole-volume results
             for widget in (self.ui.outputSegmentationSelector, self.ui.importModeSelector, self.ui.roiSelector,
-                           self.ui.uncertaintyCheckBox, self.ui.ttaCheckBox):
+                           self.ui.uncertaintyCheckBox, self.ui.ttaCheckBox, self.ui.probabilitiesCheckBox):
                 widget.enabled = False
         if self._review is not None:
             self._review.updateButtons()
@@ -440,7 +442,7 @@ class MobileUViTSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
                 return  # the user cancelled
         self.logic.startSegmentation(node.inputVolume, node.modelId, node.device, node.outputSegmentation,
                                      node.show3D, mode=mode, roiNode=node.roi, uncertainty=node.uncertainty,
-                                     tta=node.tta)
+                                     tta=node.tta, probabilities=node.probabilities)
         self._pollTimer.start()
 
     def _askImportMode(self, segmentation, modelId: str) -> Optional[str]:

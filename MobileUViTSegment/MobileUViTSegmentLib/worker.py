@@ -32,7 +32,9 @@ input's exact grid) is written atomically; ``"tta": true``, test-time flips (pro
 passes; see ``inference.engine.tta_flip_axes``); ``"disagreement"``, a path for the flip-disagreement map (needs
 ``"tta": true``). With ``"uncertainty"`` or ``"tta"`` the ``done`` event adds ``"confidence"`` (label value as a
 string -> score in [0, 1]; labels the run did not find are absent) and ``"review"`` (the most uncertain regions, rank
-1 first), plus the paths written. Definitions: ``MobileUViTSegmentLib.confidence``.
+1 first), plus the paths written. Definitions: ``MobileUViTSegmentLib.confidence``. ``"probabilities"``, a folder
+(it must exist): one float32 map per label, ``probability_<value>.nrrd`` (the softmax or sigmoid of that label on the
+input's exact grid, before post-processing); the ``done`` event adds ``"probabilities": {"1": path, ...}``.
 
 Cancelling is killing the process: the output is written atomically, so a killed worker leaves no partial file,
 and the client starts a fresh worker for the next run. Loaded models are cached between requests.
@@ -105,18 +107,28 @@ class Worker:
         tta = bool(request.get("tta", False))
         if request.get("disagreement") and not tta:
             raise ProtocolError('"disagreement" needs "tta": true (it compares the test-time flip passes)')
+        probability_folder = Path(request["probabilities"]) if request.get("probabilities") else None
+        if probability_folder is not None and not probability_folder.is_dir():
+            raise ProtocolError(f'"probabilities" must name an existing folder, not {probability_folder}')
         self.emit("progress", id=request_id, stage="loading", fraction=0.0, message="loading the model")
         device = resolve_device(request.get("device", "auto"))
         segmenter = self.segmenter(request["model"], device, progress)
         image = read_image(request["input"])
         options = SegmentationOptions(postprocess=request.get("postprocess"),
-                                      uncertainty=bool(request.get("uncertainty")), tta=tta)
+                                      uncertainty=bool(request.get("uncertainty")), tta=tta,
+                                      probabilities=probability_folder is not None)
         result = segmenter.segment(image, options=options, progress=progress, name="the input volume")
         extra: dict[str, Any] = {}
         for field_name, map_image in (("uncertainty", result.uncertainty), ("disagreement", result.disagreement)):
             if request.get(field_name) and map_image is not None:
                 write_image(map_image, Path(request[field_name]))
                 extra[field_name] = request[field_name]
+        if probability_folder is not None:
+            written = {str(value): str(probability_folder / f"probability_{value}.nrrd")
+                       for value in result.probabilities}
+            for value, map_image in result.probabilities.items():
+                write_image(map_image, Path(written[str(value)]))
+            extra["probabilities"] = written
         write_result(result.labels, result.card, Path(request["output"]))
         if options.assesses_confidence:
             extra["confidence"] = {str(value): score for value, score in result.confidence.items()}

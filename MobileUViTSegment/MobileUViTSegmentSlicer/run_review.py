@@ -8,7 +8,9 @@ turns that event into scene objects, after the segments were imported:
   outside), so the overlay lines up with the input everywhere;
 * review items keep their centroid in RAS (physical, so unaffected by the crop); their slice index is moved from the
   block's numbering to the volume's;
-* confidences are keyed by the segment IDs the import wrote, so the panel's table can show them per segment.
+* confidences are keyed by the segment IDs the import wrote, so the panel's table can show them per segment;
+* probability maps (when asked for) become one scalar volume per label, "<volume> <label> probability", displayed
+  like the uncertainty map (0..1).
 
 A map that cannot be imported never undoes the segments: the run succeeds and :attr:`RunReview.problem` says why the
 overlay is missing.
@@ -19,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional
 
 import slicer
@@ -27,6 +30,9 @@ from .result_import import ImportedSegments
 from .review_navigation import ReviewItem, confidenceFromEvent, reviewItemsFromEvent
 from .roi_crop import VoxelBox
 from .uncertainty_import import UNCERTAINTY_OF_TAG, UncertaintyImportError, importUncertaintyVolume
+
+PROBABILITY_OF_TAG = "MobileUViTSegment.ProbabilityOf"  # attribute of a probability map: its input volume's ID
+PROBABILITY_FILE_PREFIX = "probability_"  # the worker's file names in the run's probabilities folder
 
 
 @dataclass
@@ -38,13 +44,15 @@ class RunReview:
     confidenceByLabelValue: dict[int, float] = field(default_factory=dict)
     confidenceBySegmentId: dict[str, float] = field(default_factory=dict)
     problem: str = ""
+    probabilityVolumeNodes: dict[int, slicer.vtkMRMLScalarVolumeNode] = field(default_factory=dict)  # by label value
     volumeNode: Optional[slicer.vtkMRMLScalarVolumeNode] = None  # the run's input
     segmentationNode: Optional[slicer.vtkMRMLSegmentationNode] = None  # where its segments went
 
     @property
     def assessed(self) -> bool:
         """Whether the run measured uncertainty at all."""
-        return bool(self.items or self.confidenceByLabelValue or self.uncertaintyVolumeNode or self.problem)
+        return bool(self.items or self.confidenceByLabelValue or self.uncertaintyVolumeNode or self.problem
+                    or self.probabilityVolumeNodes)
 
     def uncertaintyFor(self, scene: slicer.vtkMRMLScene, volumeNode: Optional[slicer.vtkMRMLScalarVolumeNode]
                        ) -> Optional[slicer.vtkMRMLScalarVolumeNode]:
@@ -74,18 +82,32 @@ def _inVolumeNumbering(items: list[ReviewItem], region: Optional[VoxelBox]) -> l
 
 def reviewFromEvent(event: dict, imported: ImportedSegments, inputVolumeNode: slicer.vtkMRMLScalarVolumeNode,
                     scene: slicer.vtkMRMLScene, uncertaintyPath: Optional[os.PathLike | str],
-                    region: Optional[VoxelBox] = None) -> RunReview:
-    """The review of a finished run; imports the uncertainty map at ``uncertaintyPath`` when the worker wrote one."""
+                    region: Optional[VoxelBox] = None, probabilityFolder: Optional[os.PathLike | str] = None,
+                    labelNames: Optional[dict[int, str]] = None) -> RunReview:
+    """The review of a finished run; imports the uncertainty map at ``uncertaintyPath`` and the probability maps in
+    ``probabilityFolder`` (named by ``labelNames``) when the worker wrote them."""
+    labelNames = labelNames or {}
     confidence = confidenceFromEvent(event)
     bySegment = {imported.segmentIds[value - 1]: score for value, score in confidence.items()
                  if 1 <= value <= len(imported.segmentIds)}
     review = RunReview(items=_inVolumeNumbering(reviewItemsFromEvent(event), region),
                        confidenceByLabelValue=confidence, confidenceBySegmentId=bySegment,
                        volumeNode=inputVolumeNode, segmentationNode=imported.segmentationNode)
-    if uncertaintyPath is None or not event.get("uncertainty"):
-        return review
-    try:
-        review.uncertaintyVolumeNode = importUncertaintyVolume(uncertaintyPath, inputVolumeNode, scene)
-    except UncertaintyImportError as error:
-        review.problem = f"the uncertainty map was not added ({str(error).rstrip('.')})"
+    problems = []
+    if uncertaintyPath is not None and event.get("uncertainty"):
+        try:
+            review.uncertaintyVolumeNode = importUncertaintyVolume(uncertaintyPath, inputVolumeNode, scene)
+        except UncertaintyImportError as error:
+            problems.append(f"the uncertainty map was not added ({str(error).rstrip('.')})")
+    if probabilityFolder is not None:
+        for value, name in sorted(labelNames.items()):
+            if str(value) not in (event.get("probabilities") or {}):
+                continue
+            path = Path(probabilityFolder) / f"{PROBABILITY_FILE_PREFIX}{value}.nrrd"  # our folder, not the event's
+            try:
+                review.probabilityVolumeNodes[value] = importUncertaintyVolume(
+                    path, inputVolumeNode, scene, f"{inputVolumeNode.GetName()} {name} probability", PROBABILITY_OF_TAG)
+            except UncertaintyImportError as error:
+                problems.append(f"the probability map of {name} was not added ({str(error).rstrip('.')})")
+    review.problem = "; ".join(problems)
     return review

@@ -41,6 +41,7 @@ from .roi_crop import RoiError, VoxelBox, roiVoxelBox
 from .run_review import RunReview, reviewFromEvent
 from .signals import Signal
 from .volume_export import (
+    PROBABILITY_FOLDER_NAME,
     UNCERTAINTY_FILE_NAME,
     VolumeExportError,
     WorkerFiles,
@@ -84,10 +85,15 @@ class _Run:
     mode: str = ImportMode.ADD.value
     region: Optional[VoxelBox] = None  # the block of the volume sent to the worker; None: the whole volume
     uncertainty: bool = False  # the worker also writes an uncertainty map into the run's private folder
+    probabilities: bool = False  # ... and one probability map per label into a folder there
 
     @property
     def uncertaintyPath(self) -> Path:
         return self.files.folder / UNCERTAINTY_FILE_NAME
+
+    @property
+    def probabilityFolder(self) -> Path:
+        return self.files.folder / PROBABILITY_FOLDER_NAME
 
 
 class SegmentationLogic:
@@ -184,7 +190,7 @@ class SegmentationLogic:
                           outputSegmentationNode: Optional[slicer.vtkMRMLSegmentationNode] = None,
                           show3D: bool = False, mode: str = ImportMode.ADD.value,
                           roiNode: Optional[slicer.vtkMRMLMarkupsROINode] = None, uncertainty: bool = False,
-                          tta: bool = False) -> None:
+                          tta: bool = False, probabilities: bool = False) -> None:
         """Start segmenting ``inputVolumeNode`` with ``modelId``; returns at once.
 
         :param device: ``"auto"`` (a CUDA GPU when the worker's PyTorch sees one), ``"cpu"`` or ``"cuda"``.
@@ -198,6 +204,7 @@ class SegmentationLogic:
         :param uncertainty: also import the uncertainty map (normalised entropy) as a volume beside the input, and
             keep the review list and per-segment confidence in :attr:`lastReview`.
         :param tta: test-time flips (probabilities averaged over mirrored passes; slower); implies ``uncertainty``.
+        :param probabilities: also import one probability map per label ("<volume> <label> probability", 0..1).
 
         User errors (no volume, unusable output node, ...) do not raise: the state becomes FAILED and ``failed``
         is emitted with one sentence. Calling it while a run is active is a programming error (RuntimeError).
@@ -227,12 +234,15 @@ class SegmentationLogic:
         self._lastWorkerEventAt = self._clock()
         requestId = f"{self._requestPrefix}-{next(self._requestNumbers)}"
         run = _Run(requestId, inputVolumeNode, modelId, outputSegmentationNode, show3D, files,
-                   ImportMode(mode).value, region, uncertainty or tta)
+                   ImportMode(mode).value, region, uncertainty or tta, probabilities)
         self._run = run
         request = {"type": "segment", "id": requestId, "input": str(files.inputPath), "output": str(files.outputPath),
                    "model": modelId, "device": device, "postprocess": None}
         if run.uncertainty:
             request.update(uncertainty=str(run.uncertaintyPath), tta=bool(tta))
+        if run.probabilities:
+            run.probabilityFolder.mkdir()
+            request["probabilities"] = str(run.probabilityFolder)
         try:
             self._ensureWorker().send(request)
         except WorkerLaunchError as error:
@@ -271,16 +281,16 @@ class SegmentationLogic:
                        outputSegmentationNode: Optional[slicer.vtkMRMLSegmentationNode] = None, show3D: bool = False,
                        timeout: float = 600.0, mode: str = ImportMode.ADD.value,
                        roiNode: Optional[slicer.vtkMRMLMarkupsROINode] = None, uncertainty: bool = False,
-                       tta: bool = False) -> slicer.vtkMRMLSegmentationNode:
+                       tta: bool = False, probabilities: bool = False) -> slicer.vtkMRMLSegmentationNode:
         """Segment and block until the result is in the scene (scripts, tests); returns the segmentation node.
 
-        ``mode``, ``roiNode``, ``uncertainty`` and ``tta`` as for :meth:`startSegmentation`.
+        ``mode``, ``roiNode``, ``uncertainty``, ``tta`` and ``probabilities`` as for :meth:`startSegmentation`.
 
         Raises :class:`SegmentationFailed` with one sentence when the run fails or exceeds ``timeout`` seconds (then
         it is cancelled and the scene is unchanged).
         """
         self.startSegmentation(inputVolumeNode, modelId, device, outputSegmentationNode, show3D, mode=mode,
-                               roiNode=roiNode, uncertainty=uncertainty, tta=tta)
+                               roiNode=roiNode, uncertainty=uncertainty, tta=tta, probabilities=probabilities)
         deadline = time.monotonic() + timeout
         while self.busy:
             self.poll()
@@ -348,10 +358,12 @@ class SegmentationLogic:
             self._fail(message_for_exception("the result could not be added to the scene", error))
             return
         review = RunReview()
-        if run.uncertainty:  # after the segments: a map that cannot be imported costs the overlay, not the result
+        if run.uncertainty or run.probabilities:  # after the segments: a map that fails costs the map, not them
             try:
-                review = reviewFromEvent(event, imported, run.inputVolumeNode, self.scene, run.uncertaintyPath,
-                                         run.region)
+                review = reviewFromEvent(event, imported, run.inputVolumeNode, self.scene,
+                                         run.uncertaintyPath if run.uncertainty else None, run.region,
+                                         run.probabilityFolder if run.probabilities else None,
+                                         {label.value: label.name for label in labels})
             except Exception as error:  # noqa: BLE001  (a malformed review must not undo the segments)
                 review = RunReview(problem=message_for_exception("the review list could not be read", error)
                                    .rstrip("."))

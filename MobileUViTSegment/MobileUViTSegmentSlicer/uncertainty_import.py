@@ -134,8 +134,12 @@ def _removeWithDependents(scene: slicer.vtkMRMLScene, node: slicer.vtkMRMLDispla
 
 
 def importUncertaintyVolume(path: os.PathLike | str, inputVolumeNode: slicer.vtkMRMLScalarVolumeNode,
-                            scene: slicer.vtkMRMLScene, name: Optional[str] = None) -> slicer.vtkMRMLScalarVolumeNode:
+                            scene: slicer.vtkMRMLScene, name: Optional[str] = None,
+                            ofTag: str = UNCERTAINTY_OF_TAG) -> slicer.vtkMRMLScalarVolumeNode:
     """Add the uncertainty map at ``path`` as a new scalar volume on ``inputVolumeNode``'s exact grid.
+
+    Any 0..1 map of the worker goes the same way (a label's probability map: ``ofTag`` names the attribute that
+    records the input volume's ID, so the panel can tell which map is which).
 
     The file is read and mapped before anything is added to ``scene``; raises :class:`UncertaintyImportError`
     (one sentence) and leaves the scene as it was when anything goes wrong.
@@ -152,7 +156,7 @@ def importUncertaintyVolume(path: os.PathLike | str, inputVolumeNode: slicer.vtk
         node.SetAndObserveImageData(voxels)
         parentTransform = inputVolumeNode.GetParentTransformNode()
         node.SetAndObserveTransformNodeID(parentTransform.GetID() if parentTransform else None)
-        node.SetAttribute(UNCERTAINTY_OF_TAG, inputVolumeNode.GetID() or "")
+        node.SetAttribute(ofTag, inputVolumeNode.GetID() or "")
         _configureDisplay(node, scene)
         _placeBesideInSubjectHierarchy(node, inputVolumeNode, scene)
     except BaseException:

@@ -28,6 +28,7 @@ TEMPORARY_PREFIX = "MobileUViTSegment-"
 INPUT_FILE_NAME = "input.nrrd"
 OUTPUT_FILE_NAME = "labels.nrrd"
 UNCERTAINTY_FILE_NAME = "uncertainty.nrrd"  # written by the worker only when the run asks for it
+PROBABILITY_FOLDER_NAME = "probabilities"  # likewise: probability_<value>.nrrd per label
 
 
 class VolumeExportError(Exception):

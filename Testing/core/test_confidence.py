@@ -296,3 +296,42 @@ def test_the_overlay_montage_gets_an_uncertainty_row_on_a_fixed_scale(tmp_path):
     assert zero[2 * rows:].max() == 0  # 0 is black ...
     bottom = one[2 * rows:]  # ... and 1 white (tiles narrower than their cell leave black margins)
     assert set(np.unique(bottom)) == {0, 255} and (bottom == 255).mean() > 0.9
+
+
+# --- probability maps ----------------------------------------------------------------------------------------------
+
+def test_probability_maps_are_the_softmax_behind_the_label_map_on_the_input_grid(segmenter, sample):
+    result = segmenter.segment(sample, options=SegmentationOptions(probabilities=True, postprocess=False))
+    assert set(result.probabilities) == {1, 2} and result.uncertainty is None  # only what was asked for
+    maps = {value: sitk.GetArrayFromImage(image) for value, image in result.probabilities.items()}
+    for value, image in result.probabilities.items():
+        assert image.GetPixelID() == sitk.sitkFloat32
+        assert_same_grid(image, sample)
+        assert maps[value].min() >= 0.0 and maps[value].max() <= 1.0
+    background = 1.0 - maps[1] - maps[2]
+    assert background.min() >= -1e-5  # the three probabilities of a voxel sum to 1
+    stacked = np.stack([background, maps[1], maps[2]])
+    labels = sitk.GetArrayViewFromImage(result.labels)
+    decided = np.sort(stacked, axis=0)[-1] - np.sort(stacked, axis=0)[-2] > 1e-4  # leave exact ties aside
+    assert np.array_equal(stacked.argmax(0)[decided], labels[decided])  # the label map is their argmax
+    assert (maps[1][labels == 1] > 1 / 3).all() and (maps[2][labels == 2] > 1 / 3).all()
+
+
+def test_the_worker_and_segment_write_one_probability_map_per_label(worker, sample, tmp_path: Path):
+    folder = tmp_path / "maps"
+    folder.mkdir()
+    request = {"type": "segment", "id": "p1", "input": str(SAMPLE), "output": str(tmp_path / "labels.nrrd"),
+               "model": DEFAULT_MODEL_ID, "device": "cpu", "probabilities": str(folder)}
+    done = worker_events(worker, request)[-1]
+    assert done["event"] == "done", done
+    assert done["probabilities"] == {str(value): str(folder / f"probability_{value}.nrrd") for value in (1, 2)}
+    for path in done["probabilities"].values():
+        assert_same_grid(sitk.ReadImage(path), sample)
+    refused = worker_events(worker, {**request, "id": "p2", "probabilities": str(tmp_path / "missing")})
+    assert [event["event"] for event in refused] == ["error"] and refused[0]["kind"] == "ProtocolError"
+
+    output = tmp_path / "cli" / "case.nii.gz"
+    output.parent.mkdir()
+    assert main(["segment", str(SAMPLE), "-o", str(output), "--probabilities", "--quiet", "--threads", "1"]) == 0
+    assert sorted(path.name for path in output.parent.iterdir()) == [
+        "case.nii.gz", "case_probability_1.nii.gz", "case_probability_2.nii.gz"]

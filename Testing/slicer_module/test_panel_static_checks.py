@@ -104,6 +104,7 @@ def test_every_parameter_binding_names_a_field_with_a_widget_connectgui_can_bind
     assert bound == {"inputVolume": "inputVolumeSelector", "device": "deviceSelector",
                      "outputSegmentation": "outputSegmentationSelector", "roi": "roiSelector",
                      "allFrames": "allFramesCheckBox", "uncertainty": "uncertaintyCheckBox", "tta": "ttaCheckBox",
+                     "probabilities": "probabilitiesCheckBox",
                      "referenceSegmentation": "referenceSegmentationSelector"}
     assert set(parameter_fields) - set(bound) == set(BOUND_BY_HAND)
 
@@ -153,7 +154,8 @@ def test_the_panel_has_the_promised_controls(widgets):
                 "compareButton": "QPushButton", "comparisonTable": "QTableWidget",
                 "exportComparisonButton": "QPushButton", "markCorrectedButton": "QPushButton",
                 "correctedCasesLabel": "QLabel", "improveButton": "QPushButton", "improveProgressBar": "QProgressBar",
-                "improveStatusLabel": "QLabel", "importWeightsButton": "QPushButton"}
+                "improveStatusLabel": "QLabel", "importWeightsButton": "QPushButton",
+                "probabilitiesCheckBox": "QCheckBox"}
     assert {name: widgets[name].get("class") for name in expected} == expected
     output = widgets["outputSegmentationSelector"]
     assert property_value(output, "noneEnabled") == "true"

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 from fake_workers import WorkerFactory, done_with, segmenting, threshold_labels
-from mrml_helpers import volume_array
+from mrml_helpers import segments_as_label_array, volume_array
 from test_roi_segmentation import roi_around_voxels
 
 from MobileUViTSegmentLib.catalog import DEFAULT_MODEL_ID, Catalog
@@ -138,3 +138,43 @@ def test_the_review_applies_only_to_the_runs_own_volume_and_segmentation(scene, 
 
     scene.RemoveNode(review.uncertaintyVolumeNode)
     assert review.uncertaintyFor(scene, sample_volume) is None
+
+
+def write_labels_and_probabilities(request: dict) -> None:
+    """Threshold labels, and as the probability of label v the value v / 10 everywhere (so mixing them up shows)."""
+    image = sitk.ReadImage(request["input"])
+    labels = sitk.GetImageFromArray(threshold_labels(sitk.GetArrayFromImage(image)))
+    labels.CopyInformation(image)
+    sitk.WriteImage(labels, request["output"])
+    for value in (1, 2):
+        probability = sitk.Image(image.GetSize(), sitk.sitkFloat32) + value / 10.0
+        probability.CopyInformation(image)
+        sitk.WriteImage(probability, str(Path(request["probabilities"]) / f"probability_{value}.nrrd"))
+
+
+def test_probability_maps_become_one_volume_per_label_on_the_input_grid(scene, sample_volume):
+    paths = {"1": "claimed", "2": "claimed"}
+    factory = WorkerFactory(done_with({"probabilities": paths}, write=write_labels_and_probabilities))
+    logic = SegmentationLogic(scene, factory)
+    logic.segmentAndWait(sample_volume, DEFAULT_MODEL_ID, device="cpu", timeout=10, probabilities=True)
+    assert Path(factory.last.sent[-1]["probabilities"]).parent == Path(factory.last.sent[-1]["input"]).parent
+    review = logic.lastReview
+    assert review.uncertaintyVolumeNode is None and review.problem == ""
+    names = [label.name for label in Catalog().get(DEFAULT_MODEL_ID).labels]
+    assert sorted(review.probabilityVolumeNodes) == [1, 2]
+    for value, node in review.probabilityVolumeNodes.items():
+        assert node.GetName() == f"{sample_volume.GetName()} {names[value - 1]} probability"
+        assert np.allclose(ijkToRasArray(node), ijkToRasArray(sample_volume))
+        assert np.allclose(volume_array(node), value / 10.0)
+    assert not Path(factory.last.sent[-1]["probabilities"]).exists()  # the private folder is gone
+
+
+def test_the_real_model_gives_probability_maps_that_agree_with_its_segments(scene, sample_volume, real_worker):
+    logic = SegmentationLogic(scene, lambda: real_worker)
+    logic.segmentAndWait(sample_volume, DEFAULT_MODEL_ID, device="cpu", timeout=TIMEOUT_S, probabilities=True)
+    maps = {value: volume_array(node) for value, node in logic.lastReview.probabilityVolumeNodes.items()}
+    assert sorted(maps) == [1, 2]
+    labels = segments_as_label_array(logic.lastResult.segmentationNode, logic.lastResult.segmentIds, sample_volume)
+    for value, probability in maps.items():
+        assert 0.0 <= probability.min() and probability.max() <= 1.0
+        assert probability[labels == value].mean() > 0.7 and probability[labels == 0].mean() < 0.1

@@ -114,8 +114,8 @@ def run(args: argparse.Namespace) -> int:
     apply_thread_option(args)
     inputs, batch = expand_inputs(args.inputs)
     targets = plan_outputs(inputs, args.output, batch, args.format)
-    check_map_paths(inputs, targets, args)
     card = Catalog().get(args.model)
+    check_map_paths(inputs, targets, args, card)
     device = resolve_device(args.device)
     folder = targets[0].parent
     if batch:
@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     options = SegmentationOptions(postprocess=False if args.no_postprocess else None, overlap=args.overlap,
-                                  uncertainty=args.uncertainty, tta=args.tta)
+                                  uncertainty=args.uncertainty, tta=args.tta, probabilities=args.probabilities)
     failures = 0
     for source, target in zip(inputs, targets):
         started = time.perf_counter()

@@ -14,7 +14,9 @@ Optional (:class:`SegmentationOptions`): ``tta`` runs the network once more per 
 the axes the model was trained mirrored along) on the image flipped along it, in model space, and averages the
 probabilities; ``uncertainty`` (or ``tta``) adds an uncertainty map on the input's exact grid (resampled like the
 probabilities behind the label map), a confidence score per segment and a review list of uncertain regions
-(definitions in :mod:`..confidence`). With both off none of this runs and nothing extra is kept in memory.
+(definitions in :mod:`..confidence`); ``probabilities`` keeps one probability map per label on the same grid (channel
+c of the softmax, or of (1 - p, p) for a single sigmoid logit, is label value c). With all off none of this runs and
+nothing extra is kept in memory.
 
 When CUDA runs out of memory during step 2, the run is retried with one window at a time, then on the CPU; each
 fallback is said in a progress message and in the result's ``notes``, so the user learns why it was slower.
@@ -65,6 +67,7 @@ class SegmentationOptions:
     amp: bool = True
     uncertainty: bool = False  # uncertainty map, per-segment confidence and review list (no extra network pass)
     tta: bool = False  # test-time flips: 1 + one pass per mirror axis, probabilities averaged; implies the above
+    probabilities: bool = False  # one probability map per label (the softmax or sigmoid the label map comes from)
 
     @property
     def assesses_confidence(self) -> bool:
@@ -87,6 +90,9 @@ class SegmentationResult:
     # label value -> mean (1 - uncertainty) over its voxels; labels absent from ``labels`` are not in the dict.
     confidence: dict[int, float] = field(default_factory=dict)
     review: list[ReviewItem] = field(default_factory=list)  # most uncertain regions, rank 1 first
+    # label value -> float32 probability in [0, 1] on the labels' exact grid (the (flip-averaged) softmax or sigmoid,
+    # before post-processing); only with ``probabilities``.
+    probabilities: dict[int, sitk.Image] = field(default_factory=dict)
 
     def present_labels(self) -> list[int]:
         return [int(value) for value in np.unique(sitk.GetArrayViewFromImage(self.labels)) if value != 0]
@@ -166,10 +172,16 @@ class Segmenter:
         stages.report("restoring", 0.0, "mapping the result onto the input grid")
         space = prepared.space
         uncertainty = disagreement = None
-        if options.assesses_confidence:
+        probability_maps: dict[int, sitk.Image] = {}
+        if options.assesses_confidence or options.probabilities:
             oriented = space.probabilities_to_oriented_grid(probabilities)
-            oriented_labels = oriented.argmax(0).astype(np.uint8)
-            uncertainty = scalar_map_to_original(space, normalised_entropy(oriented), spec.spatial_dims)
+            oriented_labels = oriented.argmax(0).astype(np.uint8)  # channel c is label value c
+            if options.assesses_confidence:
+                uncertainty = scalar_map_to_original(space, normalised_entropy(oriented), spec.spatial_dims)
+            if options.probabilities:
+                probability_maps = {label.value: scalar_map_to_original(space, oriented[label.value],
+                                                                        spec.spatial_dims)
+                                    for label in card.labels if label.value < oriented.shape[0]}
             del oriented
             if options.tta:
                 consensus = probabilities.argmax(0).astype(np.uint8)  # on the model grid, like the passes
@@ -208,7 +220,7 @@ class Segmenter:
         return SegmentationResult(labels=labels, card=card, device=str(device),
                                   timings={key: round(value, 3) for key, value in timings.items()}, notes=notes,
                                   uncertainty=uncertainty, disagreement=disagreement, confidence=confidence,
-                                  review=review)
+                                  review=review, probabilities=probability_maps)
 
     def _infer_with_flips(self, array: np.ndarray, options: SegmentationOptions, device: torch.device, batch: int,
                           on_fraction, cancel: CancelToken) -> tuple[np.ndarray, list[np.ndarray]]:
