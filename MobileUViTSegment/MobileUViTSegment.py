@@ -41,9 +41,11 @@ from MobileUViTSegmentSlicer import (
     loadVolumeFile,
     restoreReplacedSegments,
 )
+from MobileUViTSegmentSlicer.dependencies import TORCH_REQUIREMENT
 from MobileUViTSegmentSlicer.import_choice import ASK, IMPORT_MODE_CHOICES, importModeQuestion
 from MobileUViTSegmentSlicer.sample_data import registerSampleData, sampleLabelPath, sampleVolumePath
 from MobileUViTSegmentSlicer.sequence_segmentation import SequenceSegmentation, sequenceBrowserOfVolume
+from MobileUViTSegmentSlicer.torch_install import TorchInstallation, installCommands
 from MobileUViTSegmentSlicer.volume_files import arrayToMatrix, ijkToRasArray, imageToWorldArray
 from MobileUViTSegmentSlicer.weights_import import WeightsImportError, importWeightsFile
 
@@ -160,6 +162,8 @@ class MobileUViTSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self._parameterNodeGuiTag = None
         self._modelList = ModelList()
         self._installer = DependencyInstaller()
+        self._torchInstall = TorchInstallation()  # PyTorch in the background, the GUI stays responsive
+        self._torchTimer = None
         self._pollTimer = None
         self._visible = False
         self._sequence: Optional[SequenceSegmentation] = None  # segments every frame of a 4D volume
@@ -221,6 +225,9 @@ class MobileUViTSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self.logic.shutdown()
         if self._improve is not None:
             self._improve.cleanup()
+        if self._torchTimer is not None:
+            self._torchTimer.stop()
+        self._torchInstall.cancel()
 
     def enter(self) -> None:
         self._visible = True
@@ -379,6 +386,9 @@ class MobileUViTSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
     # -- running -------------------------------------------------------------------------------------------------
 
     def _canStart(self) -> tuple[bool, str]:
+        if self._torchInstall.busy:
+            return False, _("Installing PyTorch in the background (Slicer stays usable): {line}").format(
+                line=self._torchInstall.lastLine or _("starting"))
         node = self._parameterNode
         if node is None or not node.inputVolume:
             return False, _("Select an input volume.")
@@ -419,6 +429,9 @@ class MobileUViTSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         if self._runner.busy:
             self._runner.cancel()
             return
+        if self._installer.missingTorch():
+            self._startTorchInstall()
+            return
         try:
             if not self._installer.ensure():
                 return  # the user declined; nothing to say
@@ -444,6 +457,40 @@ class MobileUViTSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
                                      node.show3D, mode=mode, roiNode=node.roi, uncertainty=node.uncertainty,
                                      tta=node.tta, probabilities=node.probabilities)
         self._pollTimer.start()
+
+    def _startTorchInstall(self) -> None:
+        """Ask, then install PyTorch with light-the-torch in a background process (see torch_install)."""
+        requirement = TORCH_REQUIREMENT.removeprefix("torch")
+        question = _("MobileUViT Segment needs PyTorch ({requirement}) in Slicer's Python. Install it now, in the "
+                     "background, with light-the-torch (the installer of the PyTorch extension, which picks the build "
+                     "that fits your GPU driver)? It may download a few gigabytes; Slicer stays usable meanwhile and "
+                     "no restart is needed.").format(requirement=requirement or "any version")
+        if not slicer.util.confirmOkCancelDisplay(question):
+            return
+        if self._torchTimer is None:
+            self._torchTimer = qt.QTimer()
+            self._torchTimer.setInterval(self.POLL_INTERVAL_MS)
+            self._torchTimer.connect("timeout()", self._onTorchTimer)
+            self._torchInstall.progressed.connect(lambda line: self._updateView())
+            self._torchInstall.finished.connect(self._onTorchInstalled)
+            self._torchInstall.failed.connect(self._onTorchInstallFailed)
+        self._torchInstall.start(installCommands(requirement))
+        if self._torchInstall.busy:
+            self._torchTimer.start()
+        self._updateView()
+
+    def _onTorchTimer(self) -> None:
+        if not self._torchInstall.poll():
+            self._torchTimer.stop()
+
+    def _onTorchInstalled(self) -> None:
+        self._updateView()
+        self.ui.statusLabel.text = _("PyTorch is installed; click Segment.")
+
+    def _onTorchInstallFailed(self, message: str) -> None:
+        self._updateView()
+        slicer.util.errorDisplay(_("{message} You can also install PyTorch from the PyTorch extension's module "
+                                   "(PyTorch Utils).").format(message=message))
 
     def _askImportMode(self, segmentation, modelId: str) -> Optional[str]:
         """The import mode the user picks when the segmentation holds this model's segments ("add" otherwise)."""

@@ -3,8 +3,9 @@
 Called lazily (on the first Segment click, never at module import). Order matters:
 
 1. PyTorch through the PyTorch extension (``PyTorchUtilsLogic.installTorch``), which picks the build that matches the
-   GPU driver; without the extension the user is told to install it. This call blocks the GUI: PyTorchUtils offers
-   no non-blocking variant.
+   GPU driver; without the extension the user is told to install it. That call blocks the GUI, so the panel does not
+   use this path: it installs PyTorch with the same tool in a background process first (:mod:`.torch_install`), and
+   :meth:`DependencyInstaller.ensure` keeps the blocking path for scripts.
 2. The packages of ``Resources/requirements.txt``: with ``slicer.packaging.pip_ensure`` (Slicer 5.12+: consent
    dialog, pip in a background process while a progress dialog keeps the GUI responsive, restart prompt, and
    ``skip_packages`` so that pip never replaces torch, numpy, SimpleITK, vtk or requests), else with the older
