@@ -35,6 +35,11 @@ AREAS = {
     "load: 200 runs in one worker, 4 processes at once": ["Testing/core/test_load.py"],
     "security: no pickle, no shell, no path escape, schema-checked cards": [
         "Testing/core/test_process_rules.py", "Testing/core/test_cards_and_weights.py"],
+    "install in Slicer: consent, PyTorch in the background, offline weights import": [
+        "Testing/slicer_module/test_dependency_installer.py", "Testing/slicer_module/test_torch_install.py",
+        "Testing/slicer_module/test_weights_import.py"],
+    "the user's segments: failed, cancelled and repeated runs, replace and restore": [
+        "Testing/slicer_module/test_edit_safety.py"],
 }
 
 
