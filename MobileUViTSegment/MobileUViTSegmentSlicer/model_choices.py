@@ -48,6 +48,22 @@ def _formatDice(metrics: Mapping[str, Any]) -> Optional[str]:
     return None
 
 
+def _formatLineage(lineage: Mapping[str, Any]) -> Optional[str]:
+    """For a model made here by "Improve model" (finetune): its parent and what fine-tuning changed, measured."""
+    if not lineage:
+        return None
+    parent = (lineage.get("parent") or {}).get("id", "another model")
+    figures = lineage.get("figures") or {}
+    before = (figures.get("before") or {}).get("mean_dice")
+    after = (figures.get("after") or {}).get("mean_dice")
+    cases, heldOut = len(lineage.get("cases") or []), len(lineage.get("held_out_cases") or [])
+    text = f"Made on this computer from '{parent}' with {cases} corrected case{'s' if cases != 1 else ''}"
+    if isinstance(before, (int, float)) and isinstance(after, (int, float)):
+        text += (f"; mean Dice on {heldOut} held-out corrected case{'s' if heldOut != 1 else ''}: {before:.3f} "
+                 f"before, {after:.3f} after")
+    return text + "."
+
+
 def describeModel(card: Any) -> str:
     """Plain text for the panel's model label, from a ``ModelCard``."""
     licences = card.licenses
@@ -61,6 +77,9 @@ def describeModel(card: Any) -> str:
     dice = _formatDice(card.metrics)
     if dice:
         lines.append(dice)
+    lineage = _formatLineage(getattr(card, "lineage", {}) or {})
+    if lineage:
+        lines.append(lineage)
     return "\n".join(lines)
 
 

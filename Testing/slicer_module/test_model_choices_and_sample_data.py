@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import types
 
 from MobileUViTSegmentLib.catalog import DEFAULT_MODEL_ID, Catalog
@@ -36,6 +37,17 @@ def test_the_model_details_name_labels_licence_and_time():
     lines = describeModel(card).splitlines()
     assert lines[1] == "Labels: anterior hippocampus, posterior hippocampus."
     assert lines[2].startswith("Licence of the weights: ")
+
+
+def test_a_model_improved_here_says_where_it_comes_from_and_what_changed():
+    card = Catalog().get(DEFAULT_MODEL_ID)
+    assert "Made on this computer" not in describeModel(card)  # shipped models have no lineage
+    improved = dataclasses.replace(card, id="hippocampus-mri-local-1", lineage={
+        "parent": {"id": DEFAULT_MODEL_ID, "weights_sha256": "0" * 64}, "cases": ["a", "b", "c"],
+        "held_out_cases": ["d"], "figures": {"before": {"mean_dice": 0.6891}, "after": {"mean_dice": 0.8342}}})
+    assert describeModel(improved).splitlines()[-1] == (
+        f"Made on this computer from '{DEFAULT_MODEL_ID}' with 3 corrected cases; mean Dice on 1 held-out corrected "
+        "case: 0.689 before, 0.834 after.")
 
 
 def test_timings_from_the_card_read_as_one_line():
