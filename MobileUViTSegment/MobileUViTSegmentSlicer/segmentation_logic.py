@@ -241,7 +241,11 @@ class SegmentationLogic:
         if run.uncertainty:
             request.update(uncertainty=str(run.uncertaintyPath), tta=bool(tta))
         if run.probabilities:
-            run.probabilityFolder.mkdir()
+            try:
+                run.probabilityFolder.mkdir()
+            except OSError as error:
+                self._fail(message_for_exception("the folder for the probability maps could not be made", error))
+                return
             request["probabilities"] = str(run.probabilityFolder)
         try:
             self._ensureWorker().send(request)
