@@ -26,7 +26,6 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleWidget,
 )
 from slicer.util import VTKObservationMixin
-from vtk.util.numpy_support import vtk_to_numpy
 
 from MobileUViTSegmentSlicer import (
     DependencyError,
@@ -44,6 +43,7 @@ from MobileUViTSegmentSlicer import (
 from MobileUViTSegmentSlicer.dependencies import TORCH_REQUIREMENT
 from MobileUViTSegmentSlicer.import_choice import ASK, IMPORT_MODE_CHOICES, importModeQuestion
 from MobileUViTSegmentSlicer.sample_data import registerSampleData, sampleLabelPath, sampleVolumePath
+from MobileUViTSegmentSlicer.segment_masks import referenceGrid, writeSegmentMask
 from MobileUViTSegmentSlicer.sequence_segmentation import SequenceSegmentation, sequenceBrowserOfVolume
 from MobileUViTSegmentSlicer.torch_install import TorchInstallation, installCommands
 from MobileUViTSegmentSlicer.volume_files import arrayToMatrix, ijkToRasArray, imageToWorldArray
@@ -650,17 +650,6 @@ class MobileUViTSegmentTest(ScriptedLoadableModuleTest):
                                 f"mean Dice {meanDice:.3f} < {self.MINIMUM_MEAN_DICE} (per label: {scores})")
         self.delayDisplay(f"Mean Dice {meanDice:.3f}")
 
-    @staticmethod
-    def _setSegmentVoxels(segmentation, segmentId: str, voxels: np.ndarray, volume) -> None:
-        """What a Segment Editor stroke does: the segment's voxels on the volume's grid become ``voxels`` (k, j, i)."""
-        image = slicer.vtkOrientedImageData()
-        image.SetExtent(volume.GetImageData().GetExtent())
-        image.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
-        vtk_to_numpy(image.GetPointData().GetScalars())[:] = voxels.astype(np.uint8).ravel()
-        image.SetImageToWorldMatrix(arrayToMatrix(ijkToRasArray(volume)))
-        if not slicer.vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(image, segmentation, segmentId):
-            raise RuntimeError(f"could not write segment {segmentId}")
-
     def test_ReviewThenReplaceKeepsTheUsersWork(self) -> None:
         """A run with uncertainty, the reviewer's edits, a second run replacing only the model's segments, and a
         restore that brings the edited state back; the segment the reviewer drew never changes."""
@@ -681,11 +670,11 @@ class MobileUViTSegmentTest(ScriptedLoadableModuleTest):
         modelIds = [segments.GetNthSegmentID(i) for i in range(segments.GetNumberOfSegments())]
         edited = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, modelIds[0], volume).copy()
         edited[:, :, : edited.shape[2] // 2] = 0  # the reviewer erases half of the first segment
-        self._setSegmentVoxels(segmentation, modelIds[0], edited, volume)
+        writeSegmentMask(segmentation, modelIds[0], edited > 0, referenceGrid(volume))
         drawn = np.zeros_like(edited)
         drawn[5:9, 5:9, 5:9] = 1
         userId = segments.AddEmptySegment("", "my finding")
-        self._setSegmentVoxels(segmentation, userId, drawn, volume)
+        writeSegmentMask(segmentation, userId, drawn > 0, referenceGrid(volume))
 
         logic.segmentAndWait(volume, DEFAULT_MODEL_ID, device="cpu", outputSegmentationNode=segmentation,
                              timeout=self.TIMEOUT_S, mode="replace")

@@ -51,6 +51,16 @@ def shared_volumes(shared_data: Path) -> Path:
     return folder
 
 
+@pytest.fixture
+def local_models(tmp_path: Path, monkeypatch) -> Path:
+    """A local models folder of the test's own (``finetune``'s default output), empty and not yet created."""
+    from MobileUViTSegmentLib.resources import LOCAL_MODELS_VARIABLE
+
+    folder = tmp_path / "local-models"
+    monkeypatch.setenv(LOCAL_MODELS_VARIABLE, str(folder))
+    return folder
+
+
 @pytest.fixture(autouse=True, scope="session")
 def isolated_local_models(tmp_path_factory) -> Iterator[Path]:
     """Point the per-user local models folder (``finetune``'s output) at a temporary one for the whole suite.

@@ -25,7 +25,7 @@ import vtk
 from .result_import import BINARY_LABELMAP, MODEL_ID_TAG, ResultImportError, labelMapOnVolumeGrid
 from .segment_masks import gridShape, referenceGrid, segmentationReferenceGrid
 from .volume_export import volumeProblem
-from .volume_files import VolumeFileError, arrayToMatrix, ijkToRasArray, imageToWorldArray, writeVolumeFile
+from .volume_files import VolumeFileError, arrayToMatrix, imageToWorldArray, writeVolumeFile
 
 CORRECTED_ATTRIBUTE = "MobileUViTSegment.Corrected"
 CORRECTED_VOLUME_REFERENCE = "MobileUViTSegment.CorrectedVolume"
@@ -173,9 +173,7 @@ def _drawnOnVolumeGrid(segmentationNode: slicer.vtkMRMLSegmentationNode,
 def labelMapOnVolume(case: CorrectedCase, segmentIds: dict[int, str]) -> slicer.vtkMRMLLabelMapVolumeNode:
     """The segments as one label map on the volume's exact grid, in a carrier node that is not in any scene."""
     volumeNode = case.volumeNode
-    reference = slicer.vtkOrientedImageData()
-    reference.SetExtent(volumeNode.GetImageData().GetExtent())
-    reference.SetImageToWorldMatrix(arrayToMatrix(ijkToRasArray(volumeNode)))
+    reference = referenceGrid(volumeNode)
     ids = vtk.vtkStringArray()
     values = vtk.vtkIntArray()
     for value, segmentId in sorted(segmentIds.items()):

@@ -21,6 +21,7 @@ from typing import Optional
 import slicer
 import vtk
 
+from .segment_masks import referenceGrid
 from .volume_files import arrayToMatrix, ijkToRasArray
 
 UNCERTAINTY_COLOR_NODE_IDS = (
@@ -57,9 +58,7 @@ def _readOrientedScalarImage(path: Path) -> slicer.vtkOrientedImageData:
 def _onVolumeGrid(image: slicer.vtkOrientedImageData,
                   volumeNode: slicer.vtkMRMLVolumeNode) -> slicer.vtkOrientedImageData:
     resample = slicer.vtkOrientedImageDataResample
-    reference = slicer.vtkOrientedImageData()
-    reference.SetExtent(volumeNode.GetImageData().GetExtent())
-    reference.SetImageToWorldMatrix(arrayToMatrix(ijkToRasArray(volumeNode)))
+    reference = referenceGrid(volumeNode)
     if resample.DoGeometriesMatch(reference, image) and resample.DoExtentsMatch(reference, image):
         return image
     onGrid = slicer.vtkOrientedImageData()

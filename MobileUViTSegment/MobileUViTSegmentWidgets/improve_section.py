@@ -113,8 +113,7 @@ class ImproveSection:
         self.ui.markCorrectedButton.enabled = volume is not None and segmentation is not None and not busy
         self.ui.markCorrectedButton.text = (_("Unmark as corrected") if segmentation is not None
                                             and isCorrected(segmentation) else _("Mark as corrected"))
-        count = len(correctedCases(slicer.mrmlScene))
-        self.ui.correctedCasesLabel.text = _("{count} corrected case(s) marked in the scene.").format(count=count)
+        cases = correctedCases(slicer.mrmlScene)
+        self.ui.correctedCasesLabel.text = _("{count} corrected case(s) marked in the scene.").format(count=len(cases))
         self.ui.improveButton.text = _("Stop improving") if busy else _("Improve model")
-        self.ui.improveButton.enabled = busy or improvementProblem(correctedCases(slicer.mrmlScene),
-                                                                   self._currentModelId()) is None
+        self.ui.improveButton.enabled = busy or improvementProblem(cases, self._currentModelId()) is None

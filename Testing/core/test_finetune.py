@@ -26,7 +26,7 @@ from MobileUViTSegmentLib.card import card_from_dict, load_card
 from MobileUViTSegmentLib.catalog import Catalog, next_local_model_id
 from MobileUViTSegmentLib.cli import main
 from MobileUViTSegmentLib.errors import ModelError
-from MobileUViTSegmentLib.resources import LOCAL_MODELS_VARIABLE, local_models_dir, model_search_path, models_dir
+from MobileUViTSegmentLib.resources import local_models_dir, model_search_path, models_dir
 from MobileUViTSegmentLib.training.finetune import check_output_folder
 
 PARENT = "hippocampus-mri"
@@ -58,13 +58,6 @@ def digests(folder: Path, prefix: str) -> dict[str, str]:
 
 def json_events(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-
-@pytest.fixture
-def local_models(tmp_path: Path, monkeypatch) -> Path:
-    folder = tmp_path / "local-models"
-    monkeypatch.setenv(LOCAL_MODELS_VARIABLE, str(folder))
-    return folder
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from mrml_helpers import scene_snapshot
 from worker_helpers import worker_environment
 
 from MobileUViTSegmentLib.catalog import DEFAULT_MODEL_ID, Catalog
-from MobileUViTSegmentLib.resources import LOCAL_MODELS_VARIABLE, models_dir
+from MobileUViTSegmentLib.resources import models_dir
 from MobileUViTSegmentSlicer.corrected_cases import CorrectedCase, caseProblem, exportCorrectedCase, improvementProblem
 from MobileUViTSegmentSlicer.model_choices import loadModelList
 from MobileUViTSegmentSlicer.model_improvement import (
@@ -62,13 +62,6 @@ def load_case(scene, image: Path, label: Path, name: str, by_terminology: bool =
 
 def our_temporary_folders() -> set[Path]:
     return set(Path(tempfile.gettempdir()).glob(f"{TEMPORARY_PREFIX}*"))
-
-
-@pytest.fixture
-def local_models(tmp_path: Path, monkeypatch) -> Path:
-    folder = tmp_path / "local-models"
-    monkeypatch.setenv(LOCAL_MODELS_VARIABLE, str(folder))
-    return folder
 
 
 @pytest.fixture
