@@ -37,6 +37,24 @@ RELIABILITY = REPOSITORY / "benchmarks" / "results" / "reliability.json"
 REVIEW = REPOSITORY / "benchmarks" / "results" / "review.json"
 
 
+def _volume_figures(figures: dict) -> tuple[str, str]:
+    """The metric column and our figures for a 3D model: Dice per label and HD95 in mm."""
+    per_label = figures.get("per_label", {})
+    dice = ", ".join(f"{name} {values['dice']['mean']:.3f}" for name, values in per_label.items())
+    hd95 = ", ".join(f"{values['hd95']['mean']:.2f}" for values in per_label.values() if values["hd95"]["mean"])
+    return (f"Dice, HD95 over {figures.get('cases', '?')} cases",
+            f"mean Dice **{figures['mean_dice']:.3f}** ({dice}); HD95 {hd95} mm")
+
+
+def _picture_figures(figures: dict, patch_size: list[int]) -> tuple[str, str]:
+    """The metric column and our figures for a 2D model: the papers' protocol first (IoU and Dice per image at the
+    network's input size), then the same on the pictures' own grids."""
+    size = " x ".join(map(str, patch_size))
+    return (f"IoU, Dice per image at {size} (papers' protocol) over {figures.get('cases', '?')} images",
+            f"IoU **{figures['mean_iou_at_patch_size']:.3f}**, Dice **{figures['mean_dice_at_patch_size']:.3f}**; "
+            f"on the pictures' own grids IoU {figures['mean_iou']:.3f}, Dice {figures['mean_dice']:.3f}")
+
+
 def model_table() -> str:
     lines = ["| model | task | data and split | metric (held-out cases) | ours | reference figure | CPU s/case |",
              "|---|---|---|---|---|---|---|"]
@@ -45,16 +63,16 @@ def model_table() -> str:
         training = card.training
         split = (f"{training.get('dataset', '?')}: {training.get('train_cases', '?')} train / "
                  f"{training.get('validation_cases', '?')} validation (`{training.get('split_file', '?')}`)")
-        per_label = figures.get("per_label", {})
-        dice = ", ".join(f"{name} {values['dice']['mean']:.3f}" for name, values in per_label.items())
-        hd95 = ", ".join(f"{values['hd95']['mean']:.2f}" for values in per_label.values() if values["hd95"]["mean"])
-        ours = (f"mean Dice **{figures['mean_dice']:.3f}** ({dice}); HD95 {hd95} mm" if figures
-                else "not measured")
+        if not figures:
+            metric, ours = "", "not measured"
+        elif card.input.spatial_dims == 2:
+            metric, ours = _picture_figures(figures, list(card.input.patch_size))
+        else:
+            metric, ours = _volume_figures(figures)
         reference = card.raw.get("reference_figure", "")
-        cpu = card.timings.get("cpu_seconds_per_case")
+        cpu = card.timings.get("cpu_seconds_per_case", "?")
         lines.append(f"| `{card.id}` ({card.architecture}, {card.raw['architecture'].get('parameters', 0) / 1e6:.2f} M)"
-                     f" | {card.task} | {split} | Dice, HD95 over {figures.get('cases', '?')} cases | {ours} | "
-                     f"{reference} | {cpu if cpu is not None else '?'} |")
+                     f" | {card.task} | {split} | {metric} | {ours} | {reference} | {cpu} |")
     return "\n".join(lines)
 
 

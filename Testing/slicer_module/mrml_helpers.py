@@ -24,10 +24,13 @@ def segment_tag(segment: slicer.vtkSegment, name: str) -> str:
 
 
 def volume_array(node: slicer.vtkMRMLVolumeNode) -> np.ndarray:
-    """Voxels as (k, j, i), as ``slicer.util.arrayFromVolume`` gives them (a copy)."""
+    """Voxels as (k, j, i), or (k, j, i, components) for a vector volume, as ``slicer.util.arrayFromVolume`` gives
+    them (a copy)."""
     image = node.GetImageData()
     dims = image.GetDimensions()
-    return vtk_to_numpy(image.GetPointData().GetScalars()).reshape(dims[2], dims[1], dims[0]).copy()
+    components = image.GetNumberOfScalarComponents()
+    shape = (dims[2], dims[1], dims[0]) + ((components,) if components > 1 else ())
+    return vtk_to_numpy(image.GetPointData().GetScalars()).reshape(shape).copy()
 
 
 def segment_summary(node: slicer.vtkMRMLSegmentationNode) -> list[dict[str, Any]]:

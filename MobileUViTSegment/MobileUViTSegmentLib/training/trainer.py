@@ -26,6 +26,7 @@ from monai.utils import set_determinism
 from tqdm import tqdm
 
 from ..card import card_from_dict
+from ..devices import training_memory_format
 from ..errors import DatasetError
 from ..image_io import read_image
 from ..models import create_model
@@ -123,7 +124,8 @@ class Trainer:
                                          show_progress=self.show_progress)
         self.log(f"{len(train_cases)} training and {len(validation_cases)} validation cases prepared")
 
-        network = self.build_network().to(self.device)
+        memory_format = training_memory_format(int(self.recipe.card["input"]["spatial_dims"]))
+        network = self.build_network().to(self.device, memory_format=memory_format)
         optimizer = build_optimizer(config.optimizer, network, config.learning_rate, config.weight_decay,
                                     config.momentum)
         trainable = trainable_parameters(network)
@@ -162,7 +164,7 @@ class Trainer:
                     for group in optimizer.param_groups:
                         group["lr"] = scheduled_learning_rate(config.optimizer, state["step"], total_steps,
                                                               warmup_steps, config.learning_rate, config.poly_power)
-                    images = batch["image"].to(self.device)
+                    images = batch["image"].to(self.device, memory_format=memory_format)
                     with torch.autocast(self.device.type, enabled=amp):
                         loss = task.loss(network(images), batch, images)
                     optimizer.zero_grad(set_to_none=True)
