@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -9,8 +10,8 @@ import torch
 from torch import nn
 
 from MobileUViTSegmentLib.errors import WeightsError
-from MobileUViTSegmentLib.training.initial_weights import load_initial_weights
-from MobileUViTSegmentLib.weights import save_state_dict
+from MobileUViTSegmentLib.training.initial_weights import load_initial_weights, weights_provenance
+from MobileUViTSegmentLib.weights import save_state_dict, sha256_of
 
 
 def small_network() -> nn.Module:
@@ -77,3 +78,42 @@ def test_a_missing_or_invalid_file_is_a_weights_error(tmp_path: Path):
     torch.save(small_network().state_dict(), pickled)  # a pickle under the wrong name is never unpickled
     with pytest.raises(WeightsError, match="not a valid safetensors file"):
         load_initial_weights(small_network(), pickled)
+
+
+def write_parent_card(folder: Path, weights: Path, sha256: str, **training) -> Path:
+    card = {"id": "parent-model", "version": "1.0.0", "weights": {"file": weights.name, "sha256": sha256},
+            "training": {"command": "mobileuvit-segment train data -o runs/parent --epochs 48",
+                         "working_directory": "MobileUViTSegment", "epochs_run": 48, "config": {"epochs": 48},
+                         **training}}
+    path = folder / "parent-model.card.json"
+    path.write_text(json.dumps(card), encoding="utf-8")
+    return path
+
+
+def test_the_report_names_the_file_by_sha256_and_the_parent_card_that_vouches_for_it(tmp_path: Path):
+    path = tmp_path / "parent-model.safetensors"
+    save_state_dict(small_network().state_dict(), path)
+    grandparent = {"file": "r.safetensors", "sha256": "ab" * 32}
+    write_parent_card(tmp_path, path, sha256_of(path), initial_weights=grandparent)
+
+    record = load_initial_weights(small_network(), path).to_dict()
+
+    assert record["sha256"] == sha256_of(path)
+    parent = record["parent"]
+    assert (parent["id"], parent["version"], parent["card"]) == ("parent-model", "1.0.0", "parent-model.card.json")
+    assert parent["training"]["command"] == "mobileuvit-segment train data -o runs/parent --epochs 48"
+    assert parent["training"]["epochs_run"] == 48
+    assert parent["training"]["initial_weights"] == grandparent  # the whole chain of commands, not just the last
+    assert "config" not in parent["training"]  # the parent's card has the rest
+
+
+def test_a_card_naming_the_file_with_another_sha256_is_no_parent(tmp_path: Path):
+    path = tmp_path / "parent-model.safetensors"
+    save_state_dict(small_network().state_dict(), path)
+    write_parent_card(tmp_path, path, "00" * 32)  # the file was replaced after this card was written
+    (tmp_path / "broken.card.json").write_text("{not json", encoding="utf-8")
+
+    provenance = weights_provenance(path)
+
+    assert provenance == {"sha256": sha256_of(path)}
+    assert "parent" not in load_initial_weights(small_network(), path).to_dict()

@@ -24,7 +24,7 @@ from MobileUViTSegmentLib.training.losses import BCEDiceLoss
 from MobileUViTSegmentLib.training.recipe import Recipe, TrainingConfig
 from MobileUViTSegmentLib.training.schedules import poly_learning_rate
 from MobileUViTSegmentLib.training.trainer import Trainer
-from MobileUViTSegmentLib.weights import load_state_dict
+from MobileUViTSegmentLib.weights import load_state_dict, sha256_of
 
 TRAIN = ["benign (1)", "benign (102)", "malignant (1)", "benign (100)"]  # benign (102) is one of the RGB files
 VALIDATION = ["benign (10)", "malignant (2)"]
@@ -159,7 +159,7 @@ def test_reconstruction_lowers_its_mse_and_segment_refuses_its_card(busi_subset:
     assert "is a reconstruction network, not a segmenter" in capsys.readouterr().err
 
 
-def test_srsnet_starts_from_a_trained_reconstruction_network_which_stays_frozen(busi_subset: Path, tmp_path: Path):
+def test_srsnet_starts_from_trained_frozen_reconstruction_weights_and_names_them(busi_subset: Path, tmp_path: Path):
     r_recipe = write_recipe(tmp_path / "busi-r.recipe.json", architecture="srsnet_r", channels=3, labels=[],
                             config={"spatial_dims": 2, "in_channels": 3}, task="reconstruction")
     assert main(["train", str(busi_subset), "-o", str(tmp_path / "r"), "--recipe", str(r_recipe), "--train-list",
@@ -176,6 +176,20 @@ def test_srsnet_starts_from_a_trained_reconstruction_network_which_stays_frozen(
     report = load_card(output / "busi-srs.card.json").training["initial_weights"]
     reconstruction = load_state_dict(r_weights)
     assert report["loaded_tensors"] == len(reconstruction) and report["unused_in_file"] == []
+    assert report["sha256"] == sha256_of(r_weights)
+    assert report["parent"]["id"] == "busi-r" and "busi-r.recipe.json" in report["parent"]["training"]["command"]
+
+    # A checkpoint from before the report carried sha256 and parent gets them when the run is resumed.
+    state_file = output / "checkpoint.json"
+    state = json.loads(state_file.read_text())
+    state["initial_weights"] = {key: value for key, value in state["initial_weights"].items()
+                                if key not in ("sha256", "parent")}
+    state_file.write_text(json.dumps(state))
+    assert main(["train", str(busi_subset), "-o", str(output), "--recipe", str(s_recipe), "--train-list",
+                 "train.txt", "--validation-list", "val.txt", "--device", "cpu", "--init-weights", str(r_weights),
+                 "--init-prefix", "reconstruction."]) == 0
+    resumed = load_card(output / "busi-srs.card.json").training["initial_weights"]
+    assert resumed == {**report, "recorded": "on resume"}
     assert all(key.startswith("segmentation.") for key in report["left_at_initialisation"])
     trained = load_state_dict(output / "busi-srs.safetensors")
     for key, value in reconstruction.items():  # parameters and BatchNorm statistics: untouched by training

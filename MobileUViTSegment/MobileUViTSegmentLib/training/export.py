@@ -80,8 +80,9 @@ def export_model(trainer, network: torch.nn.Module, split_file: Path, command: s
         "platform": f"{platform.system()} {platform.machine()}, torch {torch.__version__}",
         "seconds": round(sum(record["seconds"] for record in history), 1),
     }
-    if state.get("initial_weights"):
-        card["training"]["initial_weights"] = state["initial_weights"]
+    initial_weights = trainer.initial_weights_record or state.get("initial_weights")
+    if initial_weights:
+        card["training"]["initial_weights"] = initial_weights
     card.setdefault("metrics", {})
     card_from_dict(card, output_dir, "the exported card")  # never write a card the catalog would refuse
     card_path = output_dir / f"{card['id']}{CARD_SUFFIX}"

@@ -8,17 +8,25 @@ silently ignored weights file is the worst failure a training run can have.
 
 Only safetensors files are read (through :func:`..weights.load_state_dict`); pickled checkpoints are never
 unpickled.
+
+A model trained from other weights is only reproducible with the history of those weights, so the report carries the
+file's sha256 and, when a model card beside the file names it with that sha256, the parent's id and its training
+command (with the parent's own initial weights, recursively): the child's card then says every command that led
+to it.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import torch
 
+from ..card import CARD_SUFFIX
 from ..errors import WeightsError
-from ..weights import load_state_dict
+from ..weights import load_state_dict, sha256_of
 
 LISTED = 5  # names quoted in error messages and summaries
 
@@ -32,11 +40,14 @@ class InitialWeightsReport:
     loaded: int
     left_at_initialisation: tuple[str, ...]
     unused_in_file: tuple[str, ...]
+    sha256: str = ""
+    parent: Optional[dict] = None
 
     def to_dict(self) -> dict:
-        return {"file": self.file, "prefix": self.prefix, "loaded_tensors": self.loaded,
-                "left_at_initialisation": list(self.left_at_initialisation),
-                "unused_in_file": list(self.unused_in_file)}
+        record = {"file": self.file, "prefix": self.prefix, "loaded_tensors": self.loaded,
+                  "left_at_initialisation": list(self.left_at_initialisation),
+                  "unused_in_file": list(self.unused_in_file), "sha256": self.sha256}
+        return {**record, "parent": self.parent} if self.parent else record
 
     def summary(self) -> str:
         text = f"initial weights {self.file}: {self.loaded} tensors loaded"
@@ -87,4 +98,29 @@ def load_initial_weights(network: torch.nn.Module, path: str | Path, prefix: str
     return InitialWeightsReport(
         file=path.name, prefix=prefix, loaded=len(matched),
         left_at_initialisation=tuple(sorted(set(target) - set(matched))),
-        unused_in_file=tuple(sorted(key[len(prefix):] for key in set(renamed) - set(matched))))
+        unused_in_file=tuple(sorted(key[len(prefix):] for key in set(renamed) - set(matched))),
+        **weights_provenance(path))
+
+
+PARENT_TRAINING_KEYS = ("command", "working_directory", "dataset", "split_file", "epochs_run", "initial_weights")
+
+
+def weights_provenance(path: str | Path) -> dict:
+    """``sha256`` of the file and ``parent``: the card beside it that names this very file (same sha256), reduced to
+    its id, version and how it was trained; no ``parent`` when no card vouches for the file."""
+    path = Path(path)
+    sha256 = sha256_of(path)
+    provenance: dict = {"sha256": sha256}
+    for card_path in sorted(path.parent.glob(f"*{CARD_SUFFIX}")):
+        try:
+            card = json.loads(card_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # an unreadable card vouches for nothing
+        weights = card.get("weights") if isinstance(card, dict) else None
+        if not isinstance(weights, dict) or weights.get("file") != path.name or weights.get("sha256") != sha256:
+            continue
+        training = card.get("training") if isinstance(card.get("training"), dict) else {}
+        provenance["parent"] = {"id": card.get("id"), "version": card.get("version"), "card": card_path.name,
+                                "training": {key: training[key] for key in PARENT_TRAINING_KEYS if key in training}}
+        break
+    return provenance

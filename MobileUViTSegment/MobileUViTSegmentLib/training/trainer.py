@@ -36,7 +36,7 @@ from .augment import training_transforms
 from .checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from .dataset_folder import VolumeDataset
 from .image_folder import ImageFolderDataset, prepare_picture_case
-from .initial_weights import load_initial_weights
+from .initial_weights import load_initial_weights, weights_provenance
 from .recipe import Recipe
 from .schedules import build_optimizer, scheduled_learning_rate, trainable_parameters
 from .tasks import PreparedCase, build_task
@@ -108,6 +108,7 @@ class Trainer:
         self.show_progress = show_progress
         self.initial_weights = initial_weights
         self.initial_prefix = initial_prefix
+        self.initial_weights_record: Optional[dict] = None  # what the exported card says the run started from
         self.architecture = recipe.card["architecture"]
         self.patch_size = tuple(recipe.card["input"]["patch_size"])
         self.task = build_task(recipe.training, recipe.card)
@@ -143,10 +144,12 @@ class Trainer:
             ignored = " (initial weights not loaded again: the checkpoint holds the run's own)" \
                 if self.initial_weights is not None else ""
             self.log(f"resumed from epoch {state['epoch']} (step {state['step']}){ignored}")
+            state = self._with_provenance(state)
         elif self.initial_weights is not None:
             report = load_initial_weights(network, self.initial_weights, self.initial_prefix)
             state["initial_weights"] = report.to_dict()  # kept in the checkpoint, so a resumed run still records it
             self.log(report.summary())
+        self.initial_weights_record = state.get("initial_weights")
         log_file = (self.output_dir / "train_log.jsonl").open("a", encoding="utf-8")
         try:
             for epoch in range(state["epoch"], config.epochs):
@@ -194,6 +197,17 @@ class Trainer:
         finally:
             log_file.close()
         return network.eval()
+
+    def _with_provenance(self, state: dict) -> dict:
+        """A checkpoint written before initial weights carried their sha256 and parent gets them on resume, from the
+        same ``--init-weights`` file (matched by name), so the exported card still says what the run grew from."""
+        record = state.get("initial_weights")
+        if not record or "sha256" in record or self.initial_weights is None \
+                or Path(self.initial_weights).name != record.get("file") or not Path(self.initial_weights).is_file():
+            return state
+        provenance = weights_provenance(self.initial_weights)
+        self.log(f"initial weights {record['file']}: sha256 {provenance['sha256'][:12]}... recorded on resume")
+        return {**state, "initial_weights": {**record, **provenance, "recorded": "on resume"}}
 
     def evaluate(self, network: torch.nn.Module, cases: list[PreparedCase]) -> dict:
         """The task's validation figures over ``cases`` in model space (no post-processing)."""
