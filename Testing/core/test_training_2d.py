@@ -18,6 +18,7 @@ from MobileUViTSegmentLib.card import load_card
 from MobileUViTSegmentLib.cli import main
 from MobileUViTSegmentLib.errors import DatasetError
 from MobileUViTSegmentLib.models import create_model
+from MobileUViTSegmentLib.training.checkpoint import STATE
 from MobileUViTSegmentLib.training.dataset_folder import make_split
 from MobileUViTSegmentLib.training.image_folder import read_image_folder, read_mask
 from MobileUViTSegmentLib.training.losses import BCEDiceLoss
@@ -178,9 +179,15 @@ def test_srsnet_starts_from_trained_frozen_reconstruction_weights_and_names_them
     assert report["loaded_tensors"] == len(reconstruction) and report["unused_in_file"] == []
     assert report["sha256"] == sha256_of(r_weights)
     assert report["parent"]["id"] == "busi-r" and "busi-r.recipe.json" in report["parent"]["training"]["command"]
+    assert all(key.startswith("segmentation.") for key in report["left_at_initialisation"])
+    trained = load_state_dict(output / "busi-srs.safetensors")
+    for key, value in reconstruction.items():  # parameters and BatchNorm statistics: untouched by training
+        assert torch.equal(trained[f"reconstruction.{key}"], value), key
+    assert not torch.equal(trained["segmentation.head.weight"],
+                           create_model("srsnet", in_channels=3).state_dict()["segmentation.head.weight"])
 
     # A checkpoint from before the report carried sha256 and parent gets them when the run is resumed.
-    state_file = output / "checkpoint.json"
+    state_file = output / STATE
     state = json.loads(state_file.read_text())
     state["initial_weights"] = {key: value for key, value in state["initial_weights"].items()
                                 if key not in ("sha256", "parent")}
@@ -190,12 +197,6 @@ def test_srsnet_starts_from_trained_frozen_reconstruction_weights_and_names_them
                  "--init-prefix", "reconstruction."]) == 0
     resumed = load_card(output / "busi-srs.card.json").training["initial_weights"]
     assert resumed == {**report, "recorded": "on resume"}
-    assert all(key.startswith("segmentation.") for key in report["left_at_initialisation"])
-    trained = load_state_dict(output / "busi-srs.safetensors")
-    for key, value in reconstruction.items():  # parameters and BatchNorm statistics: untouched by training
-        assert torch.equal(trained[f"reconstruction.{key}"], value), key
-    assert not torch.equal(trained["segmentation.head.weight"],
-                           create_model("srsnet", in_channels=3).state_dict()["segmentation.head.weight"])
 
 
 def test_frozen_parameters_are_not_optimised(busi_subset: Path, tmp_path: Path):

@@ -20,7 +20,6 @@ import torch
 from ..card import CARD_SUFFIX, card_from_dict
 from ..image_io import write_text_atomically
 from ..weights import load_state_dict, save_state_dict
-from .checkpoint import STATE
 from .trainer import card_template
 
 HALF_PRECISION_TOLERANCE = 1e-3  # Dice lost
@@ -60,7 +59,6 @@ def export_model(trainer, network: torch.nn.Module, split_file: Path, command: s
 
     history = trainer_history(output_dir)
     last_validation = next((record for record in reversed(history) if task.headline in record), {})
-    state = _checkpoint_state(output_dir)
     card["architecture"]["parameters"] = sum(p.numel() for p in network.parameters())
     card["weights"] = spec.to_dict()
     card["training"] = {
@@ -80,9 +78,8 @@ def export_model(trainer, network: torch.nn.Module, split_file: Path, command: s
         "platform": f"{platform.system()} {platform.machine()}, torch {torch.__version__}",
         "seconds": round(sum(record["seconds"] for record in history), 1),
     }
-    initial_weights = trainer.initial_weights_record or state.get("initial_weights")
-    if initial_weights:
-        card["training"]["initial_weights"] = initial_weights
+    if trainer.initial_weights_record:  # set by the run, from its checkpoint when it resumed
+        card["training"]["initial_weights"] = trainer.initial_weights_record
     card.setdefault("metrics", {})
     card_from_dict(card, output_dir, "the exported card")  # never write a card the catalog would refuse
     card_path = output_dir / f"{card['id']}{CARD_SUFFIX}"
@@ -97,12 +94,6 @@ def _validation_figures(task: str, record: dict) -> dict:
     if "validation_iou" in record:
         figures["model_space_validation_iou"] = record["validation_iou"]
     return figures
-
-
-def _checkpoint_state(output_dir: Path) -> dict:
-    """The JSON half of the checkpoint: epoch, step, history and the initial-weights report."""
-    path = output_dir / STATE
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
 def trainer_history(output_dir: Path) -> list[dict]:
