@@ -192,5 +192,7 @@ class ProcessingStateMachine:
             inputs_enabled=not self.busy,
             progress_visible=self.busy or state is ProcessingState.DONE,
             progress_percent=round(self.fraction * 100),
-            status_text=self.status_text(),
+            # Why Segment is greyed out (a picture for a 3D model, PyTorch still installing) belongs where the eye is,
+            # not only in the button's tooltip.
+            status_text=reason if reason and not can_start and not self.busy else self.status_text(),
         )

@@ -36,6 +36,8 @@ def test_idle_panel_offers_segment_only_when_inputs_allow_it(machine):
     assert (ready.button_text, ready.button_enabled, ready.inputs_enabled) == ("Segment", True, True)
     assert (blocked.button_text, blocked.button_enabled, blocked.button_tooltip) == (
         "Segment", False, "Select an input volume.")
+    assert blocked.status_text == "Select an input volume."  # the reason is shown, not only in a tooltip
+    assert ready.status_text == "Select an input volume and a model, then click Segment."
     assert not ready.progress_visible
 
 
