@@ -396,6 +396,10 @@ class MobileUViTSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             if self._modelList.problem:
                 return True, _("Install the required Python packages, then segment.")
             return False, _("Select a model.")
+        imageData = node.inputVolume.GetImageData()
+        mismatch = imageData and self._modelList.mismatchWithInput(node.modelId, imageData.GetDimensions())
+        if mismatch:
+            return False, mismatch
         return True, ""
 
     def _updateView(self) -> None:

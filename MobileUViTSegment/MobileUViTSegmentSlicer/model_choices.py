@@ -17,6 +17,7 @@ class ModelChoice:
     id: str
     title: str
     details: str
+    spatialDims: int = 3  # 2: a picture model, which also runs slice by slice on volumes; 3: needs a volume
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,20 @@ class ModelList:
 
     def find(self, modelId: str) -> Optional[ModelChoice]:
         return next((choice for choice in self.choices if choice.id == modelId), None)
+
+    def mismatchWithInput(self, modelId: str, dimensions: tuple[int, int, int]) -> Optional[str]:
+        """Why the model cannot take an input of these IJK ``dimensions``, naming the models that can; else None.
+
+        A picture (an ultrasound frame, a PNG) loads as a volume one slice thick, and a 3D model refuses it. Saying
+        so before Segment is clicked, with the models that do take pictures, saves a run that can only fail.
+        """
+        choice = self.find(modelId)
+        if choice is None or choice.spatialDims != 3 or dimensions[2] != 1:
+            return None
+        pictureModels = [f"'{other.title}'" for other in self.choices if other.spatialDims == 2]
+        advice = (f"choose a 2D model: {', '.join(pictureModels)}." if pictureModels
+                  else "no 2D model is installed.")
+        return f"'{choice.title}' needs a 3D volume, and the input is a single slice (a picture); {advice}"
 
 
 def formatTimings(timings: Mapping[str, Any]) -> str:
@@ -95,7 +110,7 @@ def loadModelList(catalog: Optional[Any] = None) -> ModelList:
         cards = (catalog or Catalog()).cards()
     except Exception as error:  # a broken model folder must not break the panel
         return ModelList(problem=f"The model catalog could not be read: {error}.")
-    choices = [ModelChoice(card.id, card.title, describeModel(card)) for card in cards]
+    choices = [ModelChoice(card.id, card.title, describeModel(card), card.input.spatial_dims) for card in cards]
     ids = [choice.id for choice in choices]
     default = DEFAULT_MODEL_ID if DEFAULT_MODEL_ID in ids else (ids[0] if ids else "")
     return ModelList(choices, default, None if choices else "No models were found in the model folders.")

@@ -6,6 +6,8 @@ import builtins
 import dataclasses
 import types
 
+import vtk
+
 from MobileUViTSegmentLib.catalog import DEFAULT_MODEL_ID, Catalog
 from MobileUViTSegmentSlicer.model_choices import describeModel, formatTimings, loadModelList
 from MobileUViTSegmentSlicer.sample_data import (
@@ -96,3 +98,32 @@ def test_the_sample_is_registered_with_a_file_uri_and_its_checksum(tmp_path):
     assert call["checksums"] == f"SHA256:{SAMPLE_VOLUME_SHA256}"
     assert call["fileNames"] == "hippocampus_046.nii.gz" and call["category"] == "MobileUViT Segment"
     assert call["thumbnailFileName"] == str(tmp_path / "icon.png")
+
+
+def test_a_picture_given_to_a_3d_model_is_refused_before_running_and_the_2d_models_are_named(scene):
+    models = loadModelList()
+    picture = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "benign (301)")
+    pixels = vtk.vtkImageData()
+    pixels.SetDimensions(562, 471, 1)  # how Slicer loads a PNG: one slice thick
+    pixels.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
+    picture.SetAndObserveImageData(pixels)
+    dimensions = picture.GetImageData().GetDimensions()
+
+    three_d = Catalog().get(DEFAULT_MODEL_ID)
+    assert three_d.input.spatial_dims == 3
+    picture_models = [card for card in Catalog().cards() if card.input.spatial_dims == 2]
+    assert picture_models, "the bundled catalog has a 2D model (breast-ultrasound)"
+    named = ", ".join(f"'{card.title}'" for card in picture_models)
+    message = models.mismatchWithInput(DEFAULT_MODEL_ID, dimensions)
+    assert message == (f"'{three_d.title}' needs a 3D volume, and the input is a single slice (a picture); choose a "
+                       f"2D model: {named}.")
+    for card in picture_models:
+        assert models.mismatchWithInput(card.id, dimensions) is None
+    assert models.mismatchWithInput(DEFAULT_MODEL_ID, (35, 51, 36)) is None  # a volume suits both kinds
+    assert models.mismatchWithInput("no-such-model", dimensions) is None  # "Select a model" covers that
+
+
+def test_without_a_2d_model_the_refusal_says_none_is_installed():
+    only_3d = [card for card in Catalog().cards() if card.input.spatial_dims == 3]
+    models = loadModelList(types.SimpleNamespace(cards=lambda: only_3d))
+    assert models.mismatchWithInput(DEFAULT_MODEL_ID, (256, 256, 1)).endswith("; no 2D model is installed.")
