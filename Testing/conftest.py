@@ -44,6 +44,14 @@ def hippocampus_dataset(shared_data: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def busi_dataset(shared_data: Path) -> Path:
+    folder = shared_data / "busi"
+    if not (folder / "images").is_dir():
+        pytest.skip(f"BUSI not found in {folder}")
+    return folder
+
+
+@pytest.fixture(scope="session")
 def shared_volumes(shared_data: Path) -> Path:
     folder = shared_data / "volumes"
     if not folder.is_dir():

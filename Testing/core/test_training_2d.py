@@ -35,14 +35,6 @@ LESION = {"value": 1, "name": "lesion", "color": [200, 60, 60],
                           "type": {"scheme": "SCT", "value": "4147007", "meaning": "Mass"}}}
 
 
-@pytest.fixture(scope="session")
-def busi_dataset(shared_data: Path) -> Path:
-    folder = shared_data / "busi"
-    if not (folder / "images").is_dir():
-        pytest.skip(f"BUSI not found in {folder}")
-    return folder
-
-
 @pytest.fixture
 def busi_subset(busi_dataset: Path, tmp_path: Path) -> Path:
     """Six real BUSI pictures and masks in the 2D layout, with id lists in splits/."""

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from mrml_helpers import assert_stored_on_volume_grid, segments_as_label_array, volume_array
+from worker_helpers import core_result
 
 from MobileUViTSegmentLib.catalog import Catalog
 from MobileUViTSegmentSlicer.segmentation_logic import SegmentationLogic
@@ -24,14 +25,6 @@ MODEL_ID = "breast-ultrasound"
 TIMEOUT_S = 300.0
 # Held-out pictures (busi_val1): one stored as RGB (Slicer makes a vector volume), one grey (a scalar volume).
 PICTURES = {"benign (234)": ("vtkMRMLVectorVolumeNode", 3), "benign (301)": ("vtkMRMLScalarVolumeNode", 1)}
-
-
-@pytest.fixture(scope="module")
-def busi(shared_data: Path) -> Path:
-    folder = shared_data / "busi"
-    if not (folder / "images").is_dir():
-        pytest.skip(f"BUSI pictures not found in {folder}")
-    return folder
 
 
 def load_picture_as_slicer_does(scene, picture: Path, node_class: str, tmp_path: Path):
@@ -45,24 +38,14 @@ def load_picture_as_slicer_does(scene, picture: Path, node_class: str, tmp_path:
     return node
 
 
-def core_labels_of(real_worker, picture: Path, tmp_path: Path) -> np.ndarray:
-    output = tmp_path / f"core-{uuid.uuid4().hex[:6]}.nrrd"
-    request_id = f"core-{uuid.uuid4().hex}"
-    real_worker.send({"type": "segment", "id": request_id, "input": str(picture), "output": str(output),
-                      "model": MODEL_ID, "device": "cpu", "postprocess": None})
-    event = real_worker.wait_for(request_id, timeout=TIMEOUT_S)
-    assert event["event"] == "done", event
-    return sitk.GetArrayFromImage(sitk.ReadImage(str(output)))
-
-
 def dice(a: np.ndarray, b: np.ndarray) -> float:
     return 2.0 * np.logical_and(a, b).sum() / (a.sum() + b.sum())
 
 
 @pytest.mark.parametrize("case", sorted(PICTURES))
-def test_a_picture_loaded_in_slicer_gets_the_cores_lesion_on_its_own_pixels(case: str, busi: Path, scene,
+def test_a_picture_loaded_in_slicer_gets_the_cores_lesion_on_its_own_pixels(case: str, busi_dataset: Path, scene,
                                                                            real_worker, tmp_path: Path):
-    picture = busi / "images" / f"{case}.png"
+    picture = busi_dataset / "images" / f"{case}.png"
     node_class, components = PICTURES[case]
     volume = load_picture_as_slicer_does(scene, picture, node_class, tmp_path)
     assert volume.GetImageData().GetNumberOfScalarComponents() == components
@@ -78,7 +61,8 @@ def test_a_picture_loaded_in_slicer_gets_the_cores_lesion_on_its_own_pixels(case
     labels = segments_as_label_array(segmentation, ids, volume)
     assert labels.shape[0] == 1, "a picture is one slice thick"
 
-    assert np.array_equal(labels[0], core_labels_of(real_worker, picture, tmp_path))
-    manual = sitk.GetArrayFromImage(sitk.ReadImage(str(busi / "masks" / f"{case}.png"))) > 0
+    core = sitk.GetArrayFromImage(core_result(real_worker, picture, MODEL_ID, tmp_path, TIMEOUT_S))
+    assert np.array_equal(labels[0], core)
+    manual = sitk.GetArrayFromImage(sitk.ReadImage(str(busi_dataset / "masks" / f"{case}.png"))) > 0
     assert dice(labels[0] > 0, manual) > 0.8  # lands on the lesion: a flipped axis would miss it
     assert np.array_equal(volume_array(volume), pixels_before), "the picture must not change"

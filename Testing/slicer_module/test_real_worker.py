@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +26,7 @@ from mrml_helpers import (
     volume_array,
 )
 from vtk.util.numpy_support import numpy_to_vtk
-from worker_helpers import make_worker_client, worker_environment
+from worker_helpers import core_result, make_worker_client, worker_environment
 
 from MobileUViTSegmentLib.catalog import DEFAULT_MODEL_ID, Catalog
 from MobileUViTSegmentLib.worker_client import WorkerClient
@@ -43,13 +42,7 @@ def core_labels(real_worker, tmp_path):
     """The core's label map for a file: the worker on that file, read back with SimpleITK."""
 
     def run(path: Path) -> sitk.Image:
-        output = tmp_path / f"core-{uuid.uuid4().hex[:6]}.nrrd"
-        request_id = f"core-{uuid.uuid4().hex}"
-        real_worker.send({"type": "segment", "id": request_id, "input": str(path), "output": str(output),
-                          "model": DEFAULT_MODEL_ID, "device": "cpu", "postprocess": None})
-        event = real_worker.wait_for(request_id, timeout=TIMEOUT_S)
-        assert event["event"] == "done", event
-        return sitk.ReadImage(str(output))
+        return core_result(real_worker, path, DEFAULT_MODEL_ID, tmp_path, TIMEOUT_S)
 
     return run
 
