@@ -53,3 +53,18 @@ def test_pretraining_lowers_the_loss_resumes_and_writes_a_loadable_encoder(hippo
     assert result.unexpected_keys == []
     assert result.missing_keys and all(key.startswith("decoder.") for key in result.missing_keys)
     assert torch.equal(network.embeddings.stem.weight, encoder["embeddings.stem.weight"])
+
+
+def test_pretraining_with_a_split_sees_only_its_training_cases(hippocampus_dataset, tmp_path, capsys):
+    names = ["hippocampus_001", "hippocampus_003", "hippocampus_004", "hippocampus_006"]
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"train": names[:2], "validation": names[2:]}), encoding="utf-8")
+    recipe, output = write_recipe(tmp_path), tmp_path / "run"
+    common = ["pretrain", str(hippocampus_dataset), "-o", str(output), "--recipe", str(recipe), "--threads", "1"]
+    assert main([*common, "--split", str(split), "--epochs", "1"]) == 0
+    description = json.loads((output / "tiny-mambamim.encoder.json").read_text())
+    assert description["cases"] == names[:2] and description["volumes"] == 2
+
+    split.write_text(json.dumps({"train": ["hippocampus_999"], "validation": []}), encoding="utf-8")
+    assert main([*common, "--split", str(split), "--restart"]) == 2
+    assert "hippocampus_999" in capsys.readouterr().err

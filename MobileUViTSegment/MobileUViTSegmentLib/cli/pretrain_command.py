@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from ..devices import resolve_device
-from ..training.pretraining import PretrainRecipe, find_volumes, pretrain
+from ..training.dataset_folder import case_name, read_split
+from ..training.pretraining import PretrainRecipe, find_volumes, pretrain, select_cases
 from .options import add_device_options, apply_thread_option
 
 
@@ -23,6 +24,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("-o", "--output", type=Path, required=True, help="output folder (checkpoints, log, encoder)")
     parser.add_argument("--recipe", type=Path, required=True, help="pretraining recipe JSON (architecture, input, "
                                                                    "pretraining settings)")
+    parser.add_argument("--split", type=Path, metavar="FILE",
+                        help="split JSON: pre-train only on its 'train' cases, so that the validation cases a "
+                             "fine-tuned model is measured on stay unseen")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--learning-rate", type=float)
@@ -39,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
                                               learning_rate=args.learning_rate, seed=args.seed)
     recipe = PretrainRecipe(recipe.id, recipe.architecture, recipe.architecture_config, recipe.input, training)
     volumes = find_volumes(args.dataset)
+    if args.split:
+        volumes = select_cases(volumes, read_split(args.split, {case_name(path) for path in volumes})["train"])
     device = resolve_device(args.device)
     print(f"pre-training {recipe.id} ({recipe.architecture}) on {device}: {len(volumes)} volumes, "
           f"{training.epochs} epochs", flush=True)

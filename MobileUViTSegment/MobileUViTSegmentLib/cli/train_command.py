@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..devices import resolve_device
 from ..errors import DatasetError
-from ..training.dataset_folder import make_split, read_split, read_volume_dataset, write_split
+from ..training.dataset_folder import label_subset, make_split, read_split, read_volume_dataset, write_split
 from ..training.export import export_model
 from ..training.image_folder import is_image_folder, read_id_list, read_image_folder
 from ..training.recipe import Recipe
@@ -36,6 +36,10 @@ def add_parser(subparsers) -> None:
                         help="2D datasets: text file of training ids, one a line (a bare name is looked up in "
                              "DATASET/splits/); use with --validation-list instead of --split")
     parser.add_argument("--validation-list", type=Path, metavar="FILE", help="2D datasets: validation ids")
+    parser.add_argument("--label-fraction", type=float, metavar="F",
+                        help="train on a seeded fraction F (0-1] of the training cases, validation unchanged: "
+                             "label-efficiency studies (e.g. 0.1 for MambaMIM's 10 %% labels); the split file "
+                             "records it")
     parser.add_argument("--init-weights", type=Path, metavar="FILE",
                         help="start from these safetensors weights (loaded non-strictly; not when resuming)")
     parser.add_argument("--init-prefix", default="", metavar="PREFIX",
@@ -104,9 +108,13 @@ def run(args: argparse.Namespace) -> int:
     # A reconstruction learns from every image; segmentation only from labelled ones.
     usable = [case.name for case in dataset.cases if case.label is not None or training.is_reconstruction]
     split, given = choose_split(args, dataset, usable, training)
+    if args.label_fraction is not None:
+        split = label_subset(split, args.label_fraction, training.seed)
     args.output.mkdir(parents=True, exist_ok=True)
     split_file = args.output / f"{recipe.card['id']}.split.json"
-    write_split(split, split_file, seed=None if given else training.seed, source=dataset.folder.name)
+    seeded = not given or args.label_fraction is not None
+    write_split(split, split_file, seed=training.seed if seeded else None, source=dataset.folder.name,
+                label_fraction=args.label_fraction)
     device = resolve_device(args.device)
     print(f"training {recipe.card['id']} on {device}: {len(split['train'])} training, "
           f"{len(split['validation'])} validation cases, {training.epochs} epochs", flush=True)

@@ -44,7 +44,8 @@ class VolumeDataset:
         raise DatasetError(f"case {name!r} is not in {self.folder}")
 
 
-def _case_name(path: Path) -> str:
+def case_name(path: Path) -> str:
+    """The case a volume file belongs to: its name without suffix and without nnU-Net's channel tag ``_0000``."""
     name = stem(path)
     return name[:-5] if name.endswith("_0000") else name
 
@@ -65,13 +66,13 @@ def read_volume_dataset(folder: str | Path) -> VolumeDataset:
     images_dir, labels_dir = folder / "imagesTr", folder / "labelsTr"
     if not images_dir.is_dir():
         raise DatasetError(f"{folder} has no imagesTr/ folder")
-    label_files = ({_case_name(path): path for path in labels_dir.iterdir() if full_suffix(path) in VOLUME_SUFFIXES}
+    label_files = ({case_name(path): path for path in labels_dir.iterdir() if full_suffix(path) in VOLUME_SUFFIXES}
                    if labels_dir.is_dir() else {})
     cases = []
     for image in sorted(images_dir.iterdir()):
         if full_suffix(image) not in VOLUME_SUFFIXES or image.name.startswith("."):
             continue
-        name = _case_name(image)
+        name = case_name(image)
         cases.append(Case(name, image, label_files.get(name)))
     if not cases:
         raise DatasetError(f"{images_dir} holds no images")
@@ -106,7 +107,23 @@ def read_split(path: str | Path, known: set[str]) -> dict[str, list[str]]:
     return {"train": train, "validation": validation}
 
 
+def label_subset(split: dict[str, list[str]], fraction: float, seed: int) -> dict[str, list[str]]:
+    """Keep a seeded ``fraction`` of the training cases (at least one); validation stays exactly as it is.
+
+    For label-efficiency studies (MambaMIM's 10 % labels): runs at different fractions are measured on the same
+    held-out cases, and a smaller fraction's cases are a subset of a larger one's with the same seed.
+    """
+    if not 0 < fraction <= 1:
+        raise DatasetError(f"label fraction must be in (0, 1], got {fraction}")
+    shuffled = sorted(split["train"])
+    random.Random(seed).shuffle(shuffled)
+    count = max(1, round(len(shuffled) * fraction))
+    return {"train": sorted(shuffled[:count]), "validation": list(split["validation"])}
+
+
 def write_split(split: dict[str, list[str]], path: str | Path, *, seed: Optional[int] = None,
-                source: str = "") -> None:
+                source: str = "", label_fraction: Optional[float] = None) -> None:
     payload = {"source": source, "seed": seed, "train": split["train"], "validation": split["validation"]}
+    if label_fraction is not None:
+        payload["label_fraction"] = label_fraction
     write_text_atomically(path, json.dumps(payload, indent=1) + "\n")

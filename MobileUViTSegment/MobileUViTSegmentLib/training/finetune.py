@@ -51,7 +51,7 @@ from ..progress import CancelToken
 from ..resources import local_models_dir, model_search_path, models_dir
 from ..weights import save_state_dict, verify_weights
 from ..weights_cache import ensure_weights
-from .dataset_folder import Case, VolumeDataset, make_split
+from .dataset_folder import Case, VolumeDataset, case_name, make_split
 from .recipe import Recipe, TrainingConfig
 from .trainer import Trainer
 
@@ -124,24 +124,19 @@ def read_case_source(source: str | Path) -> list[CorrectedCase]:
     if not images.is_dir():
         raise DatasetError(f"{source} has no imagesTr/ folder (corrected cases are imagesTr/<case> with "
                            "labelsTr/<case>)")
-    label_files = {_case_name(path): path for path in labels.iterdir()
+    label_files = {case_name(path): path for path in labels.iterdir()
                    if full_suffix(path) in VOLUME_SUFFIXES} if labels.is_dir() else {}
     cases = []
     for image in sorted(images.iterdir()):
         if full_suffix(image) not in VOLUME_SUFFIXES or image.name.startswith("."):
             continue
-        name = _case_name(image)
+        name = case_name(image)
         if name not in label_files:
             raise DatasetError(f"corrected case {name} has no label file in {labels}")
         cases.append(CorrectedCase(name, image, label_files[name]))
     if not cases:
         raise DatasetError(f"{images} holds no images")
     return cases
-
-
-def _case_name(path: Path) -> str:
-    name = stem(path)
-    return name[:-5] if name.endswith("_0000") else name
 
 
 def _cases_from_list(path: Path) -> list[CorrectedCase]:

@@ -38,6 +38,7 @@ from ..preparation import prepare_image
 from ..progress import CancelToken
 from ..weights import save_state_dict
 from .checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from .dataset_folder import case_name
 
 LOG_FILE = "pretrain_log.jsonl"
 ARCHITECTURE_DEFAULTS = {"hymamba": {}, "hymamba_small": SMALL_VARIANT}
@@ -125,6 +126,15 @@ def find_volumes(folder: str | Path) -> list[Path]:
     return volumes
 
 
+def select_cases(volumes: list[Path], names: list[str]) -> list[Path]:
+    """The volumes of the named cases, so pre-training can leave a split's validation cases unseen."""
+    by_name = {case_name(path): path for path in volumes}
+    missing = sorted(set(names) - set(by_name))
+    if missing:
+        raise DatasetError(f"{len(missing)} cases of the split have no volume: {', '.join(missing[:5])}")
+    return [by_name[name] for name in sorted(set(names))]
+
+
 def prepare_volumes(paths: list[Path], spec: InputSpec) -> list[np.ndarray]:
     return [prepare_image(read_image(path), spec, name=path.name).array for path in paths]
 
@@ -209,10 +219,10 @@ def pretrain(recipe: PretrainRecipe, volumes: list[Path], output_dir: Path, devi
             log_file.write(json.dumps(record) + "\n")
             log_file.flush()
             log(f"epoch {epoch + 1}/{config.epochs} reconstruction loss {record['loss']:.4f} ({record['seconds']} s)")
-    return export_encoder(recipe, model, output_dir, len(volumes), str(device))
+    return export_encoder(recipe, model, output_dir, volumes, str(device))
 
 
-def export_encoder(recipe: PretrainRecipe, model: MambaMIM, output_dir: Path, volume_count: int,
+def export_encoder(recipe: PretrainRecipe, model: MambaMIM, output_dir: Path, volumes: list[Path],
                    device: str) -> Path:
     """``<id>.encoder.safetensors`` (HyMamba encoder keys) and ``<id>.encoder.json`` describing it."""
     weights_path = output_dir / f"{recipe.id}.encoder.safetensors"
@@ -224,7 +234,8 @@ def export_encoder(recipe: PretrainRecipe, model: MambaMIM, output_dir: Path, vo
         "architecture": {"name": recipe.architecture, "config": recipe.encoder_config().to_dict()},
         "input": {**asdict(recipe.input), "intensity": asdict(recipe.input.intensity)},
         "pretraining": asdict(recipe.training),
-        "volumes": volume_count,
+        "volumes": len(volumes),
+        "cases": [case_name(path) for path in volumes],
         "device": device,
         "weights": spec.to_dict(),
         "losses": [record["loss"] for record in history],
