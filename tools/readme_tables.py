@@ -7,7 +7,8 @@
 * the architecture table from ``benchmarks/results/architectures_cpu.json`` (``benchmarks/benchmark_architectures.py``;
   its rows are formatted by ``benchmarks/architecture_report.py``, the same code that prints them),
 * the review tables from ``benchmarks/results/review.json`` (``tools/review_figure.py``: measurement and comparison
-  of one real run, as the panel's Review section shows them).
+  of one real run, as the panel's Review section shows them),
+* the MambaMIM label study from ``studies/results/mambamim_hippocampus.json`` (``studies/mambamim_labels.py``).
 
 Each table sits between ``<!-- name -->`` and ``<!-- /name -->`` markers. ``python tools/readme_tables.py``
 rewrites them in place; ``--check`` exits non-zero when the README is out of date (a test runs it).
@@ -24,8 +25,11 @@ from pathlib import Path
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY / "MobileUViTSegment"))
 sys.path.insert(0, str(REPOSITORY / "benchmarks"))
+sys.path.insert(0, str(REPOSITORY / "studies"))
 
 from architecture_report import describe_run, describe_targets, markdown_table  # noqa: E402
+from mambamim_labels import RESULTS as MAMBAMIM_STUDY  # noqa: E402
+from mambamim_labels import markdown as mambamim_markdown  # noqa: E402
 from reliability_report import markdown as reliability_markdown  # noqa: E402
 
 from MobileUViTSegmentLib.catalog import Catalog  # noqa: E402
@@ -140,8 +144,16 @@ def review_tables(results: Path = REVIEW) -> str:
     return "\n".join(lines)
 
 
+def mambamim_study_table(results: Path = MAMBAMIM_STUDY) -> str:
+    if not results.is_file():
+        return ("_Not run yet: `python studies/mambamim_labels.py --output ../runs/mambamim-study` produces this "
+                "table (hours on a CPU; it resumes where it stopped)._")
+    return mambamim_markdown(json.loads(results.read_text(encoding="utf-8")))
+
+
 TABLES = {"model-table": model_table, "benchmark-tables": benchmark_tables, "architecture-table": architecture_table,
-          "reliability-table": reliability_section, "review-tables": review_tables}
+          "reliability-table": reliability_section, "review-tables": review_tables,
+          "mambamim-study": mambamim_study_table}
 
 
 def render(text: str) -> str:

@@ -7,13 +7,12 @@ import shutil
 from pathlib import Path
 
 import torch
+from tiny_hymamba import ARCHITECTURE
 
 from MobileUViTSegmentLib.cli.main import main
 from MobileUViTSegmentLib.models import create_model
 from MobileUViTSegmentLib.training.pretraining import PretrainConfig, schedule_at
 from MobileUViTSegmentLib.weights import load_state_dict
-
-ARCHITECTURE = {"channels": [4, 8, 16, 24, 48], "d_state": 4, "mamba_depth": 1}
 
 
 def write_recipe(folder: Path) -> Path:

@@ -1,0 +1,74 @@
+"""The MambaMIM label study (``studies/mambamim_labels.py``) end to end at a tiny scale: four fine-tunes with equal
+steps on nested label subsets and the same validation cases, the pre-trained ones started from an encoder that never
+saw a validation image, a resumed study that re-runs nothing, and the README table rendered from its results."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from tiny_hymamba import tiny_recipes
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPOSITORY / "studies"))
+sys.path.insert(0, str(REPOSITORY / "tools"))
+
+import mambamim_labels as study  # noqa: E402
+import readme_tables  # noqa: E402
+
+CASES = ["hippocampus_001", "hippocampus_003", "hippocampus_004", "hippocampus_006", "hippocampus_011"]
+
+
+def test_equal_steps_give_a_smaller_label_fraction_proportionally_more_epochs():
+    assert study.label_count(166, 0.1) == 17 and study.label_count(3, 0.1) == 1
+    assert study.epochs_for_equal_steps(20, 166, 1.0, 2) == 20
+    assert study.epochs_for_equal_steps(20, 166, 0.1, 2) == 185  # 20 x 83 steps over 9 steps an epoch, rounded up
+
+
+@pytest.fixture
+def small_study(hippocampus_dataset: Path, tmp_path: Path) -> list[str]:
+    data = tmp_path / "data"
+    for sub in ("imagesTr", "labelsTr"):
+        (data / sub).mkdir(parents=True)
+        for name in CASES:
+            shutil.copy(hippocampus_dataset / sub / f"{name}.nii.gz", data / sub / f"{name}.nii.gz")
+    shutil.copy(hippocampus_dataset / "dataset.json", data / "dataset.json")
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"train": CASES[:4], "validation": CASES[4:]}), encoding="utf-8")
+    pretrain_recipe, recipe = tiny_recipes(tmp_path)
+    return ["--data", str(data), "--output", str(tmp_path / "runs"), "--split", str(split),
+            "--pretrain-recipe", str(pretrain_recipe), "--recipe", str(recipe), "--epochs", "1",
+            "--fractions", "0.25", "1.0", "--device", "cpu", "--threads", "1",
+            "--results", str(tmp_path / "results.json")]
+
+
+def test_the_study_runs_four_comparable_fine_tunes_and_resumes_without_rerunning(small_study, tmp_path, monkeypatch):
+    results = study.run_study(study.parse_arguments(small_study), log=lambda line: None)
+    assert json.loads((tmp_path / "results.json").read_text()) == results
+    runs = {row["run"]: row for row in results["runs"]}
+    assert sorted(runs) == ["mambamim-100pct", "mambamim-25pct", "scratch-100pct", "scratch-25pct"]
+    assert [runs[name]["train_cases"] for name in ("scratch-25pct", "scratch-100pct")] == [1, 4]
+    assert {row["steps"] for row in runs.values()} == {2}  # 1 epoch of 2 batches = 2 epochs of 1
+    assert all(row["cases"] == 1 and 0 <= row["mean_dice"] <= 1 for row in runs.values())
+
+    encoder = json.loads((tmp_path / "runs" / "pretrain" / "tiny-mambamim.encoder.json").read_text())
+    assert encoder["cases"] == CASES[:4]  # the validation case was never pre-trained on
+    for name in runs:
+        card = json.loads((tmp_path / "runs" / name / "hippocampus-mri-hymamba-small.card.json").read_text())
+        split = json.loads((tmp_path / "runs" / name / "hippocampus-mri-hymamba-small.split.json").read_text())
+        assert split["validation"] == CASES[4:] and set(split["train"]) <= set(CASES[:4])
+        started = card["training"].get("initial_weights", {})
+        assert (started.get("loaded_tensors", 0) > 0) == name.startswith("mambamim")
+
+    calls = []
+    monkeypatch.setattr(study, "_cli", lambda arguments, log: calls.append(arguments))
+    assert study.run_study(study.parse_arguments(small_study), log=lambda line: None)["runs"] == results["runs"]
+    assert calls == []  # every stage had finished: nothing is trained or evaluated again
+
+    table = readme_tables.mambamim_study_table(tmp_path / "results.json")
+    assert table.count("\n| from scratch |") == 2 and table.count("\n| MambaMIM encoder |") == 2
+    assert "| 25% | 1 | 2 (2) |" in table and "Mobile U-ViT-3D-S (`hippocampus-mri`, shipped)" in table
+    assert "Not run yet" in readme_tables.mambamim_study_table(tmp_path / "absent.json")
