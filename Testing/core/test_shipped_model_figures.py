@@ -27,9 +27,10 @@ def bundled_catalog() -> Catalog:
 
 
 def evaluation_arguments(card: ModelCard, dataset: Path, output: Path) -> list[str]:
-    """The card's held-out evaluation, as recorded: volumes by split file, pictures by id list."""
+    """The card's held-out evaluation, as recorded: by the dataset's id list where one was used (BUSI's
+    busi_val1.txt), else by the split file written at training."""
     arguments = ["evaluate", str(dataset), "--model", card.id, "-o", str(output), "--device", "cpu"]
-    if card.input.spatial_dims == 2:
+    if "id_list" in card.metrics["validation"]:
         return arguments + ["--id-list", card.metrics["validation"]["id_list"]]
     return arguments + ["--split", str(card.folder / card.training["split_file"]), "--subset", "validation"]
 
