@@ -12,6 +12,7 @@ import SimpleITK as sitk
 
 from .card import InputSpec
 from .errors import InputError
+from .input_shape import fits_model_dims
 from .spatial import resampled_size
 from .system_memory import available_memory_bytes, describe_bytes
 
@@ -48,10 +49,9 @@ def check_compatible(image: sitk.Image, spec: InputSpec, name: str) -> None:
     if sum(extent == 1 for extent in size) >= dimension - 1:  # one voxel, or one line of them, in 2D or 3D
         raise InputError(f"{name} is {'x'.join(map(str, size))} voxels, a single voxel or a line, not an image; "
                          "this model needs at least 2 voxels along every axis")
-    if spec.spatial_dims == 3:
-        if dimension == 2 or size[2] == 1:
-            raise InputError(f"{name} is a single 2D slice but this model needs a 3D volume")
-    elif size[0] == 1 or size[1] == 1:
+    if not fits_model_dims(spec.spatial_dims, size):
+        raise InputError(f"{name} is a single 2D slice but this model needs a 3D volume")
+    if spec.spatial_dims == 2 and (size[0] == 1 or size[1] == 1):
         raise InputError(f"{name} is {'x'.join(map(str, size))} pixels, a line, not a picture")
     if image.GetPixelID() in (sitk.sitkComplexFloat32, sitk.sitkComplexFloat64):
         raise InputError(f"{name} has complex-valued voxels; give a magnitude image")

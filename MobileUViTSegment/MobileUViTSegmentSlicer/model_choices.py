@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from MobileUViTSegmentLib.input_shape import fits_model_dims
+
 
 @dataclass(frozen=True)
 class ModelChoice:
@@ -36,7 +38,7 @@ class ModelList:
         so before Segment is clicked, with the models that do take pictures, saves a run that can only fail.
         """
         choice = self.find(modelId)
-        if choice is None or choice.spatialDims != 3 or dimensions[2] != 1:
+        if choice is None or fits_model_dims(choice.spatialDims, dimensions):
             return None
         pictureModels = [f"'{other.title}'" for other in self.choices if other.spatialDims == 2]
         advice = (f"choose a 2D model: {', '.join(pictureModels)}." if pictureModels
