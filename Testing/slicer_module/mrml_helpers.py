@@ -17,6 +17,12 @@ from MobileUViTSegmentSlicer.volume_files import arrayToMatrix, ijkToRasArray, i
 TERMINOLOGY_TAG = slicer.vtkSegment.GetTerminologyEntryTagName()
 
 
+def mask_dice(found: np.ndarray, expected: np.ndarray) -> float:
+    """Dice of two boolean masks; both empty counts as agreement (1.0), as in the core's metrics."""
+    total = int(found.sum() + expected.sum())
+    return 1.0 if total == 0 else 2.0 * int((found & expected).sum()) / total
+
+
 def segment_tag(segment: slicer.vtkSegment, name: str) -> str:
     value = vtk.reference("")
     segment.GetTag(name, value)

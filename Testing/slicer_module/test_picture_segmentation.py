@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from mrml_helpers import assert_stored_on_volume_grid, segments_as_label_array, volume_array
+from mrml_helpers import assert_stored_on_volume_grid, mask_dice, segments_as_label_array, volume_array
 from worker_helpers import core_result
 
 from MobileUViTSegmentLib.catalog import Catalog
@@ -36,10 +36,6 @@ def load_picture_as_slicer_does(scene, picture: Path, node_class: str, tmp_path:
     node.SetAndObserveStorageNodeID(storage.GetID())
     assert storage.ReadData(node), f"Slicer could not read {copy}"
     return node
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    return 2.0 * np.logical_and(a, b).sum() / (a.sum() + b.sum())
 
 
 @pytest.mark.parametrize("case", sorted(PICTURES))
@@ -64,5 +60,5 @@ def test_a_picture_loaded_in_slicer_gets_the_cores_lesion_on_its_own_pixels(case
     core = sitk.GetArrayFromImage(core_result(real_worker, picture, MODEL_ID, tmp_path, TIMEOUT_S))
     assert np.array_equal(labels[0], core)
     manual = sitk.GetArrayFromImage(sitk.ReadImage(str(busi_dataset / "masks" / f"{case}.png"))) > 0
-    assert dice(labels[0] > 0, manual) > 0.8  # lands on the lesion: a flipped axis would miss it
+    assert mask_dice(labels[0] > 0, manual) > 0.8  # lands on the lesion: a flipped axis would miss it
     assert np.array_equal(volume_array(volume), pixels_before), "the picture must not change"

@@ -13,7 +13,7 @@ import pytest
 import SimpleITK as sitk
 import vtk
 from fake_workers import WorkerFactory, done_with, threshold_labels
-from mrml_helpers import rotated_ijk_to_ras, segments_as_label_array, volume_array
+from mrml_helpers import mask_dice, rotated_ijk_to_ras, segments_as_label_array, volume_array
 
 from MobileUViTSegmentLib.catalog import DEFAULT_MODEL_ID
 from MobileUViTSegmentSlicer.processing_state import ProcessingState
@@ -279,11 +279,6 @@ def test_an_unusable_roi_fails_the_run_before_any_worker_starts(scene, sample_vo
 # -- the real model --------------------------------------------------------------------------------------------------
 
 
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = int(a.sum() + b.sum())
-    return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
-
-
 def test_the_real_model_inside_an_roi_agrees_with_the_whole_volume_run_and_leaves_the_outside(scene, sample_volume,
                                                                                            real_worker):
     full_logic = SegmentationLogic(scene, lambda: real_worker)
@@ -308,5 +303,5 @@ def test_the_real_model_inside_an_roi_agrees_with_the_whole_volume_run_and_leave
     margin = 4
     interior[tuple(slice(s.start + margin, s.stop - margin) for s in slices)] = True
     for value in (1, 2):
-        score = dice(after[interior] == value, full[interior] == value)
+        score = mask_dice(after[interior] == value, full[interior] == value)
         assert score > 0.88, f"label {value}: Dice {score:.3f} inside the box"

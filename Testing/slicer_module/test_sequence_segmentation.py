@@ -25,7 +25,13 @@ from fake_workers import (
     segmenting,
     threshold_labels,
 )
-from mrml_helpers import assert_stored_on_volume_grid, scene_snapshot, segments_as_label_array, volume_array
+from mrml_helpers import (
+    assert_stored_on_volume_grid,
+    mask_dice,
+    scene_snapshot,
+    segments_as_label_array,
+    volume_array,
+)
 from vtk.util.numpy_support import numpy_to_vtk
 
 from MobileUViTSegmentLib.catalog import DEFAULT_MODEL_ID
@@ -339,10 +345,6 @@ def test_refuses_an_empty_model_id_a_plain_volume_and_no_input(scene, sequences_
 
 # -- the real worker ----------------------------------------------------------------------------------------------
 
-def dice(found: np.ndarray, expected: np.ndarray) -> float:
-    return 2.0 * float((found & expected).sum()) / max(float(found.sum() + expected.sum()), 1.0)
-
-
 def test_real_model_segments_every_frame_of_a_4d_volume(scene, sequences_logic, four_d, real_worker,
                                                         sample_label_path):
     sequence, browser = four_d
@@ -360,7 +362,7 @@ def test_real_model_segments_every_frame_of_a_4d_volume(scene, sequences_logic, 
         labels, _ = browse_labels(browser, result_sequence, frame, len(CARD_NAMES))
         assert labels.shape == expected.shape
         for value in (1, 2):
-            score = dice(labels == value, expected == value)
+            score = mask_dice(labels == value, expected == value)
             assert score > 0.7, f"frame {frame}, label {value}: Dice {score:.3f}"
 
 
