@@ -101,13 +101,15 @@ def test_no_code_loads_pickles():
 
 def test_every_shipped_training_recipe_parses_and_its_card_template_validates():
     from MobileUViTSegmentLib.training.recipe import Recipe
-    from MobileUViTSegmentLib.training.trainer import _card_with_placeholder_weights
+    from MobileUViTSegmentLib.training.trainer import _card_with_placeholder_weights, card_template
 
     recipes = [path for path in sorted((models_dir() / "recipes").glob("*.recipe.json"))
                if "card" in json.loads(path.read_text(encoding="utf-8"))]
     assert {path.name for path in recipes} >= {"hippocampus-mri.recipe.json", "breast-ultrasound.recipe.json",
-                                               "colon-polyp.recipe.json"}
+                                               "colon-polyp.recipe.json", "breast-ultrasound-srsnet-r.recipe.json",
+                                               "breast-ultrasound-srsnet.recipe.json"}
     for path in recipes:
         recipe = Recipe.from_file(path)
-        card = card_from_dict(_card_with_placeholder_weights(recipe.card), path.parent, str(path))
-        assert card.licenses["training_data"] and card.labels
+        card = card_from_dict(_card_with_placeholder_weights(card_template(recipe)), path.parent, str(path))
+        assert card.licenses["training_data"]
+        assert bool(card.labels) != recipe.training.is_reconstruction  # SRSNet's R has no labels, segmenters do
