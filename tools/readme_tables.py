@@ -8,7 +8,8 @@
   its rows are formatted by ``benchmarks/architecture_report.py``, the same code that prints them),
 * the review tables from ``benchmarks/results/review.json`` (``tools/review_figure.py``: measurement and comparison
   of one real run, as the panel's Review section shows them),
-* the MambaMIM label study from ``studies/results/mambamim_hippocampus.json`` (``studies/mambamim_labels.py``).
+* the MambaMIM label study from ``studies/results/mambamim_hippocampus.json`` (``studies/mambamim_labels.py``),
+* the acquisition-shift tables from ``studies/results/picture_shifts_<model>.json`` (``studies/picture_shifts.py``).
 
 Each table sits between ``<!-- name -->`` and ``<!-- /name -->`` markers. ``python tools/readme_tables.py``
 rewrites them in place; ``--check`` exits non-zero when the README is out of date (a test runs it).
@@ -30,6 +31,8 @@ sys.path.insert(0, str(REPOSITORY / "studies"))
 from architecture_report import describe_run, describe_targets, markdown_table  # noqa: E402
 from mambamim_labels import RESULTS as MAMBAMIM_STUDY  # noqa: E402
 from mambamim_labels import markdown as mambamim_markdown  # noqa: E402
+from picture_shifts import RESULTS_DIR as SHIFT_RESULTS  # noqa: E402
+from picture_shifts import markdown as shift_markdown  # noqa: E402
 from reliability_report import markdown as reliability_markdown  # noqa: E402
 
 from MobileUViTSegmentLib.catalog import Catalog  # noqa: E402
@@ -151,9 +154,16 @@ def mambamim_study_table(results: Path = MAMBAMIM_STUDY) -> str:
     return mambamim_markdown(json.loads(results.read_text(encoding="utf-8")))
 
 
+def picture_shift_tables(results: list[Path] | None = None) -> str:
+    files = sorted(SHIFT_RESULTS.glob("picture_shifts_*.json")) if results is None else results
+    if not files:
+        return "_Run `python studies/picture_shifts.py DATASET --model ID --output DIR` to produce these tables._"
+    return "\n\n".join(shift_markdown(json.loads(path.read_text(encoding="utf-8"))) for path in files)
+
+
 TABLES = {"model-table": model_table, "benchmark-tables": benchmark_tables, "architecture-table": architecture_table,
           "reliability-table": reliability_section, "review-tables": review_tables,
-          "mambamim-study": mambamim_study_table}
+          "mambamim-study": mambamim_study_table, "picture-shifts": picture_shift_tables}
 
 
 def render(text: str) -> str:
