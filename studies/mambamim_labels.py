@@ -90,7 +90,9 @@ def run_study(args: argparse.Namespace, log=print) -> dict:
               "--split", str(args.split), *(["--epochs", str(args.pretrain_epochs)] if args.pretrain_epochs else []),
               *common], log)
     pretraining = _read_json(encoder.with_name(f"{pretrain_recipe['id']}.encoder.json"))
-    pretrain_log = [json.loads(line) for line in (encoder.parent / "pretrain_log.jsonl").read_text().splitlines()]
+    by_epoch = {record["epoch"]: record for record in map(json.loads, (encoder.parent / "pretrain_log.jsonl")
+                                                           .read_text(encoding="utf-8").splitlines())}
+    pretrain_log = [by_epoch[epoch] for epoch in sorted(by_epoch)]  # a resumed run may log an epoch twice
 
     rows = []
     for run in [Run(pretrained, fraction) for fraction in args.fractions for pretrained in (False, True)]:
