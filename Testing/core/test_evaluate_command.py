@@ -9,6 +9,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from dataset_subsets import hippocampus_subset
 
 from MobileUViTSegmentLib.card import load_card
 from MobileUViTSegmentLib.cli import main
@@ -19,13 +20,7 @@ CASES = ("hippocampus_001", "hippocampus_003")
 
 @pytest.fixture
 def two_case_dataset(hippocampus_dataset: Path, tmp_path: Path) -> Path:
-    folder = tmp_path / "data"
-    for sub in ("imagesTr", "labelsTr"):
-        (folder / sub).mkdir(parents=True)
-        for name in CASES:
-            shutil.copy(hippocampus_dataset / sub / f"{name}.nii.gz", folder / sub / f"{name}.nii.gz")
-    shutil.copy(hippocampus_dataset / "dataset.json", folder / "dataset.json")
-    return folder
+    return hippocampus_subset(hippocampus_dataset, CASES, tmp_path / "data")
 
 
 @pytest.fixture

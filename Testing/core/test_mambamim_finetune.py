@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import SimpleITK as sitk
+from dataset_subsets import hippocampus_subset
 from tiny_hymamba import tiny_recipes
 
 from MobileUViTSegmentLib.cli.main import main
@@ -14,13 +14,8 @@ from MobileUViTSegmentLib.resources import sample_data_dir
 
 
 def test_pretrained_encoder_fine_tunes_through_train_and_the_model_segments(hippocampus_dataset, tmp_path):
-    data = tmp_path / "data"
-    for sub in ("imagesTr", "labelsTr"):
-        (data / sub).mkdir(parents=True)
-    for name in ("hippocampus_001", "hippocampus_003", "hippocampus_004", "hippocampus_006"):
-        for sub in ("imagesTr", "labelsTr"):
-            shutil.copy(hippocampus_dataset / sub / f"{name}.nii.gz", data / sub / f"{name}.nii.gz")
-    shutil.copy(hippocampus_dataset / "dataset.json", data / "dataset.json")
+    data = hippocampus_subset(hippocampus_dataset, ("hippocampus_001", "hippocampus_003", "hippocampus_004",
+                                                    "hippocampus_006"), tmp_path / "data")
     pretrain_recipe, segmentation_recipe = tiny_recipes(tmp_path)
 
     assert main(["pretrain", str(data / "imagesTr"), "-o", str(tmp_path / "mim"), "--recipe", str(pretrain_recipe),

@@ -5,11 +5,11 @@ saw a validation image, a resumed study that re-runs nothing, and the README tab
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
+from dataset_subsets import hippocampus_subset
 from tiny_hymamba import tiny_recipes
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -30,12 +30,7 @@ def test_equal_steps_give_a_smaller_label_fraction_proportionally_more_epochs():
 
 @pytest.fixture
 def small_study(hippocampus_dataset: Path, tmp_path: Path) -> list[str]:
-    data = tmp_path / "data"
-    for sub in ("imagesTr", "labelsTr"):
-        (data / sub).mkdir(parents=True)
-        for name in CASES:
-            shutil.copy(hippocampus_dataset / sub / f"{name}.nii.gz", data / sub / f"{name}.nii.gz")
-    shutil.copy(hippocampus_dataset / "dataset.json", data / "dataset.json")
+    data = hippocampus_subset(hippocampus_dataset, CASES, tmp_path / "data")
     split = tmp_path / "split.json"
     split.write_text(json.dumps({"train": CASES[:4], "validation": CASES[4:]}), encoding="utf-8")
     pretrain_recipe, recipe = tiny_recipes(tmp_path)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
+from dataset_subsets import hippocampus_subset
 
 from MobileUViTSegmentLib.card import load_card
 from MobileUViTSegmentLib.cli import main
@@ -20,14 +20,8 @@ RECIPE = models_dir() / "recipes" / "hippocampus-mri.recipe.json"
 @pytest.fixture
 def small_dataset(hippocampus_dataset: Path, tmp_path: Path) -> Path:
     """Four real cases in the documented layout (enough to exercise every step in seconds)."""
-    folder = tmp_path / "data"
-    for sub in ("imagesTr", "labelsTr"):
-        (folder / sub).mkdir(parents=True)
-    for name in ("hippocampus_001", "hippocampus_003", "hippocampus_004", "hippocampus_006"):
-        shutil.copy(hippocampus_dataset / "imagesTr" / f"{name}.nii.gz", folder / "imagesTr" / f"{name}_0000.nii.gz")
-        shutil.copy(hippocampus_dataset / "labelsTr" / f"{name}.nii.gz", folder / "labelsTr" / f"{name}.nii.gz")
-    shutil.copy(hippocampus_dataset / "dataset.json", folder / "dataset.json")
-    return folder
+    return hippocampus_subset(hippocampus_dataset, ("hippocampus_001", "hippocampus_003", "hippocampus_004",
+                                                    "hippocampus_006"), tmp_path / "data", image_suffix="_0000")
 
 
 def test_the_split_is_reproducible_and_disjoint():
