@@ -114,9 +114,8 @@ def write_shifted(dataset: Path, ids: list[str], shift: str, target: Path) -> Pa
                             compressionLevel=25)
         else:
             sitk.WriteImage(picture, str(target / "images" / f"{name}.png"))
-    for extra in ("dataset.json",):
-        if (dataset / extra).is_file():
-            (target / extra).write_bytes((dataset / extra).read_bytes())
+    if (dataset / "dataset.json").is_file():
+        (target / "dataset.json").write_bytes((dataset / "dataset.json").read_bytes())
     (target / "splits" / "ids.txt").write_text("\n".join(ids) + "\n", encoding="utf-8")
     return target
 
@@ -143,14 +142,16 @@ def run_study(args: argparse.Namespace) -> dict:
     ids, source = held_out_ids(card, model.folder, args.dataset)
     common = ["--model", args.model, "--device", args.device] + (["--threads", str(args.threads)]
                                                                  if args.threads else [])
+    args.output.mkdir(parents=True, exist_ok=True)
+    original_listing = args.output / "original-ids.txt"
+    original_listing.write_text("\n".join(ids) + "\n", encoding="utf-8")
     rows = []
     for shift in ["original", *args.shifts]:
-        folder = args.dataset if shift == "original" else write_shifted(args.dataset, ids, shift,
-                                                                        args.output / shift)
-        listing = folder / "splits" / "ids.txt" if shift != "original" else args.output / "original-ids.txt"
         if shift == "original":
-            args.output.mkdir(parents=True, exist_ok=True)
-            listing.write_text("\n".join(ids) + "\n", encoding="utf-8")
+            folder, listing = args.dataset, original_listing
+        else:
+            folder = write_shifted(args.dataset, ids, shift, args.output / shift)
+            listing = folder / "splits" / "ids.txt"
         evaluation = args.output / f"{shift}-evaluation"
         code = main(["evaluate", str(folder), "--id-list", str(listing), "-o", str(evaluation), *common])
         if code != 0:
