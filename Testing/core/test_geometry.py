@@ -117,11 +117,16 @@ def test_two_dimensional_models_keep_the_input_grid_without_resampling():
     assert prepared.space.original is prepared.space.resampled
 
 
+@pytest.mark.slow
 def test_segment_on_every_shared_volume_writes_a_label_map_on_that_volumes_exact_grid(shared_volumes: Path,
                                                                                       tmp_path: Path):
     """The whole folder in one batch through the command line; overlap 0 keeps it fast (the geometry path is the
     same at every overlap). NRRD output stores the grid in double precision, so the comparison is exact (NIfTI
-    would round spacing to float32)."""
+    would round spacing to float32).
+
+    Slow (minutes: the large CT volumes at the model's 1 mm spacing), so not in the default suite, which still
+    proves the grid on every shared volume: the exact model-space round trip above, two real segmentations through
+    the engine, and each volume through the Slicer module (``test_shared_volumes_geometry``)."""
     from MobileUViTSegmentLib.cli import main
 
     output = tmp_path / "out"
