@@ -397,7 +397,8 @@ class MobileUViTSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
                 return True, _("Install the required Python packages, then segment.")
             return False, _("Select a model.")
         imageData = node.inputVolume.GetImageData()
-        mismatch = imageData and self._modelList.mismatchWithInput(node.modelId, imageData.GetDimensions())
+        mismatch = imageData and self._modelList.mismatchWithInput(node.modelId, imageData.GetDimensions(),
+                                                                   imageData.GetNumberOfScalarComponents())
         if mismatch:
             return False, mismatch
         return True, ""

@@ -12,7 +12,7 @@ import SimpleITK as sitk
 
 from .card import InputSpec
 from .errors import InputError
-from .input_shape import fits_model_dims
+from .input_shape import fits_model_dims, fits_model_modality
 from .spatial import resampled_size
 from .system_memory import available_memory_bytes, describe_bytes
 
@@ -61,6 +61,17 @@ def check_compatible(image: sitk.Image, spec: InputSpec, name: str) -> None:
                              "single-channel (grey) image")
         if components != spec.channels:
             raise InputError(f"{name} has {components} components per voxel; this model needs {spec.channels}")
+
+
+def check_modality(image: sitk.Image, modality: str, name: str) -> None:
+    """Refuse a grey volume for a model of colour photographs (see ``input_shape.fits_model_modality``).
+
+    Runs first, before the image is read into an array; other dimensions and empty images are left to the checks
+    that name those problems."""
+    size, components = image.GetSize(), image.GetNumberOfComponentsPerPixel()
+    if image.GetDimension() == 3 and min(size) > 0 and not fits_model_modality(modality, size, components):
+        raise InputError(f"{name} is a grey volume of {size[2]} slices, but this model segments colour photographs "
+                         f"(modality {modality}) one picture at a time; a CT or MR volume needs a 3D model")
 
 
 def check_values(array: np.ndarray, name: str) -> None:

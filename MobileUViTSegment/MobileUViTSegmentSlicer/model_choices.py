@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from MobileUViTSegmentLib.input_shape import fits_model_dims
+from MobileUViTSegmentLib.input_shape import fits_model_dims, fits_model_modality
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,7 @@ class ModelChoice:
     title: str
     details: str
     spatialDims: int = 3  # 2: a picture model, which also runs slice by slice on volumes; 3: needs a volume
+    modality: str = "OT"  # the card's DICOM modality; a colour-photography model refuses grey volumes
 
 
 @dataclass(frozen=True)
@@ -31,19 +32,30 @@ class ModelList:
     def find(self, modelId: str) -> Optional[ModelChoice]:
         return next((choice for choice in self.choices if choice.id == modelId), None)
 
-    def mismatchWithInput(self, modelId: str, dimensions: tuple[int, int, int]) -> Optional[str]:
-        """Why the model cannot take an input of these IJK ``dimensions``, naming the models that can; else None.
+    def mismatchWithInput(self, modelId: str, dimensions: tuple[int, int, int],
+                          components: int = 1) -> Optional[str]:
+        """Why the model cannot take an input of these IJK ``dimensions`` and scalar ``components``, naming the
+        models that can; else None.
 
-        A picture (an ultrasound frame, a PNG) loads as a volume one slice thick, and a 3D model refuses it. Saying
-        so before Segment is clicked, with the models that do take pictures, saves a run that can only fail.
+        A picture (an ultrasound frame, a PNG) loads as a volume one slice thick, and a 3D model refuses it; a grey
+        volume (a CT, an MR) given to a model of colour endoscopy pictures is a mix-up too. Saying so before Segment
+        is clicked, with the models that do fit, saves a run that can only fail.
         """
         choice = self.find(modelId)
-        if choice is None or fits_model_dims(choice.spatialDims, dimensions):
+        if choice is None:
             return None
-        pictureModels = [f"'{other.title}'" for other in self.choices if other.spatialDims == 2]
-        advice = (f"choose a 2D model: {', '.join(pictureModels)}." if pictureModels
-                  else "no 2D model is installed.")
-        return f"'{choice.title}' needs a 3D volume, and the input is a single slice (a picture); {advice}"
+        if not fits_model_dims(choice.spatialDims, dimensions):
+            pictureModels = [f"'{other.title}'" for other in self.choices if other.spatialDims == 2]
+            advice = (f"choose a 2D model: {', '.join(pictureModels)}." if pictureModels
+                      else "no 2D model is installed.")
+            return f"'{choice.title}' needs a 3D volume, and the input is a single slice (a picture); {advice}"
+        if not fits_model_modality(choice.modality, dimensions, components):
+            volumeModels = [f"'{other.title}'" for other in self.choices if other.spatialDims == 3]
+            advice = (f"choose a 3D model: {', '.join(volumeModels)}." if volumeModels
+                      else "no 3D model is installed.")
+            return (f"'{choice.title}' segments colour photographs one at a time, and the input is a grey volume of "
+                    f"{dimensions[2]} slices; {advice}")
+        return None
 
 
 def formatTimings(timings: Mapping[str, Any]) -> str:
@@ -112,7 +124,8 @@ def loadModelList(catalog: Optional[Any] = None) -> ModelList:
         cards = (catalog or Catalog()).cards()
     except Exception as error:  # a broken model folder must not break the panel
         return ModelList(problem=f"The model catalog could not be read: {error}.")
-    choices = [ModelChoice(card.id, card.title, describeModel(card), card.input.spatial_dims) for card in cards]
+    choices = [ModelChoice(card.id, card.title, describeModel(card), card.input.spatial_dims, card.modality)
+               for card in cards]
     ids = [choice.id for choice in choices]
     default = DEFAULT_MODEL_ID if DEFAULT_MODEL_ID in ids else (ids[0] if ids else "")
     return ModelList(choices, default, None if choices else "No models were found in the model folders.")

@@ -17,14 +17,14 @@ LESION = {"value": 1, "name": "lesion", "color": [200, 60, 60],
                           "type": {"scheme": "SCT", "value": "4147007", "meaning": "Mass"}}}
 
 
-def write_card(folder: Path, *, head_bias: float = 0.0, kind: str | None = None) -> Path:
+def write_card(folder: Path, *, head_bias: float = 0.0, kind: str | None = None, modality: str = "US") -> Path:
     """A grey single-logit 2D Mobile U-ViT card; ``head_bias`` pushes every logit up or down."""
     torch.manual_seed(0)
     network = create_model("mobileuvit_s", spatial_dims=2, in_channels=1, out_channels=1)
     with torch.no_grad():
         network.head.weight.zero_()
         network.head.bias.fill_(head_bias)
-    card = {"id": "grey-2d", "version": "1.0.0", "title": "t", "description": "t", "task": "t", "modality": "US",
+    card = {"id": "grey-2d", "version": "1.0.0", "title": "t", "description": "t", "task": "t", "modality": modality,
             "labels": [] if kind == "reconstruction" else [LESION],
             "architecture": {"name": "mobileuvit_s", "config": {"spatial_dims": 2, "in_channels": 1,
                                                                  "out_channels": 1}},

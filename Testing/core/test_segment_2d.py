@@ -1,5 +1,6 @@
 """The engine on 2D pictures: single-logit models threshold sigmoid at 0.5, results land on the picture's own pixel
-grid, colour pictures feed grey models, and reconstruction cards are refused."""
+grid, colour pictures feed grey models, grey volumes run slice by slice except through a model of colour photographs,
+and reconstruction cards are refused."""
 
 from __future__ import annotations
 
@@ -78,3 +79,37 @@ def test_colour_pictures_match_the_models_channels(tmp_path: Path):
     colour = match_components(picture, 3)
     assert colour.GetNumberOfComponentsPerPixel() == 3
     assert sitk.GetArrayFromImage(colour)[0, 0].tolist() == [100, 200, 50]
+
+
+def test_a_grey_volume_runs_slice_by_slice_through_an_ultrasound_model_but_not_a_colour_photography_one(
+        tmp_path: Path, capsys):
+    """A grey sweep suits an ultrasound model; for an endoscopy model a grey volume is a CT or MR picked by mistake."""
+    volume = sitk.GetImageFromArray(np.random.default_rng(2).integers(0, 255, (6, 40, 50)).astype(np.uint8))
+    volume.SetSpacing((0.5, 0.5, 2.0))
+    source = tmp_path / "sweep.nrrd"
+    sitk.WriteImage(volume, str(source))
+
+    ultrasound = tmp_path / "us"
+    ultrasound.mkdir()
+    output = tmp_path / "labels.nrrd"
+    assert main(["segment", str(source), "-o", str(output), "--model",
+                 str(write_card(ultrasound, head_bias=4.0, modality="US")), "--quiet"]) == 0
+    labels = sitk.ReadImage(str(output))
+    assert labels.GetSize() == (50, 40, 6) and labels.GetSpacing() == (0.5, 0.5, 2.0)
+    assert set(np.unique(sitk.GetArrayFromImage(labels))) == {1}
+
+    endoscopy = tmp_path / "es"
+    endoscopy.mkdir()
+    refused = tmp_path / "refused.nrrd"
+    capsys.readouterr()
+    code = main(["segment", str(source), "-o", str(refused), "--model",
+                 str(write_card(endoscopy, head_bias=4.0, modality="ES")), "--quiet"])
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and not refused.exists()
+    assert error.count("\n") == 0 and "is a grey volume of 6 slices" in error and "needs a 3D model" in error
+
+    picture = tmp_path / "grey.png"  # one grey picture is still taken (repeated to three channels)
+    sitk.WriteImage(sitk.GetImageFromArray(np.random.default_rng(3).integers(0, 255, (40, 50)).astype(np.uint8)),
+                    str(picture))
+    assert main(["segment", str(picture), "-o", str(tmp_path / "picture-labels.png"), "--model",
+                 str(endoscopy / "grey-2d.card.json"), "--quiet"]) == 0

@@ -127,3 +127,26 @@ def test_without_a_2d_model_the_refusal_says_none_is_installed():
     only_3d = [card for card in Catalog().cards() if card.input.spatial_dims == 3]
     models = loadModelList(types.SimpleNamespace(cards=lambda: only_3d))
     assert models.mismatchWithInput(DEFAULT_MODEL_ID, (256, 256, 1)).endswith("; no 2D model is installed.")
+
+
+def test_a_grey_volume_given_to_a_colour_endoscopy_model_is_refused_before_running_and_the_3d_models_are_named(
+        scene):
+    """A CT colonography picked for a polyp model of colonoscopy frames; an ultrasound model still takes a sweep."""
+    ultrasound = next(card for card in Catalog().cards() if card.input.spatial_dims == 2)
+    endoscopy = dataclasses.replace(ultrasound, id="endoscopy", title="Endoscopy frames", modality="ES")
+    cards = Catalog().cards() + [endoscopy]
+    models = loadModelList(types.SimpleNamespace(cards=lambda: cards))
+    ct = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "CT colonography")
+    voxels = vtk.vtkImageData()
+    voxels.SetDimensions(512, 512, 48)
+    voxels.AllocateScalars(vtk.VTK_SHORT, 1)
+    ct.SetAndObserveImageData(voxels)
+    dimensions, components = ct.GetImageData().GetDimensions(), ct.GetImageData().GetNumberOfScalarComponents()
+
+    named = ", ".join(f"'{card.title}'" for card in cards if card.input.spatial_dims == 3)
+    assert models.mismatchWithInput("endoscopy", dimensions, components) == (
+        f"'Endoscopy frames' segments colour photographs one at a time, and the input is a grey volume of 48 slices; "
+        f"choose a 3D model: {named}.")
+    assert models.mismatchWithInput(ultrasound.id, dimensions, components) is None  # a grey ultrasound sweep
+    assert models.mismatchWithInput("endoscopy", dimensions, 3) is None  # colour frames stacked: a video
+    assert models.mismatchWithInput("endoscopy", (562, 471, 1), 1) is None  # one grey picture is still taken

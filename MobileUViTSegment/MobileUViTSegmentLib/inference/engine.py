@@ -46,6 +46,7 @@ from ..confidence import (
 )
 from ..errors import ModelError
 from ..image_io import match_components
+from ..input_checks import check_modality
 from ..model_loading import load_network
 from ..postprocessing import postprocess_labels
 from ..preparation import prepare_image
@@ -131,6 +132,7 @@ class Segmenter:
 
         clock = time.perf_counter()
         stages.report("preparing", 0.0, "checking and resampling the image")
+        check_modality(image, card.modality, name)
         if spec.spatial_dims == 2:
             image = match_components(image, spec.channels)
         prepared = prepare_image(image, spec, name)
