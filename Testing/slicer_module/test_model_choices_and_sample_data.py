@@ -132,7 +132,7 @@ def test_without_a_2d_model_the_refusal_says_none_is_installed():
 def test_a_grey_volume_given_to_a_colour_endoscopy_model_is_refused_before_running_and_the_3d_models_are_named(
         scene):
     """A CT colonography picked for a polyp model of colonoscopy frames; an ultrasound model still takes a sweep."""
-    ultrasound = next(card for card in Catalog().cards() if card.input.spatial_dims == 2)
+    ultrasound = next(card for card in Catalog().cards() if card.input.spatial_dims == 2 and card.modality == "US")
     endoscopy = dataclasses.replace(ultrasound, id="endoscopy", title="Endoscopy frames", modality="ES")
     cards = Catalog().cards() + [endoscopy]
     models = loadModelList(types.SimpleNamespace(cards=lambda: cards))
