@@ -27,7 +27,6 @@ import SimpleITK as sitk
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPOSITORY / "studies" / "results"
-PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
 def _gamma(power: float) -> Callable[[np.ndarray], np.ndarray]:
@@ -82,21 +81,20 @@ def _half(image: sitk.Image, interpolator: int) -> sitk.Image:
                          image.GetDirection(), 0, image.GetPixelID())
 
 
-def _find(folder: Path, name: str) -> Path:
-    for suffix in PICTURE_SUFFIXES:
-        if (folder / f"{name}{suffix}").is_file():
-            return folder / f"{name}{suffix}"
-    raise SystemExit(f"{folder} has no picture named {name}")
-
-
 def write_shifted(dataset: Path, ids: list[str], shift: str, target: Path) -> Path:
     """``target`` as a 2D dataset folder: the pictures of ``ids`` under ``shift``, their masks unchanged (on the
     half-resolution grid: nearest-neighbour, binarised first where the mask is a JPEG), and ``splits/ids.txt``."""
+    from MobileUViTSegmentLib.training.image_folder import read_image_folder  # imports PyTorch: only when run
+
+    pictures = read_image_folder(dataset)
     change = SHIFTS[shift][1]
     for sub in ("images", "masks", "splits"):
         (target / sub).mkdir(parents=True, exist_ok=True)
     for name in ids:
-        picture, mask = sitk.ReadImage(str(_find(dataset / "images", name))), _find(dataset / "masks", name)
+        case = pictures.case(name)
+        if case.label is None:
+            raise SystemExit(f"{dataset / 'masks'} has no mask named {name}")
+        picture, mask = sitk.ReadImage(str(case.image)), case.label
         if shift == "half-resolution":
             picture = _half(picture, sitk.sitkLinear)
             mask_image = sitk.ReadImage(str(mask))
@@ -123,12 +121,11 @@ def write_shifted(dataset: Path, ids: list[str], shift: str, target: Path) -> Pa
 def held_out_ids(card: dict, card_folder: Path, dataset: Path) -> tuple[list[str], str]:
     """The card's held-out pictures and where they are listed: its recorded id list (in the dataset's ``splits/``),
     else the validation part of its split file."""
+    from MobileUViTSegmentLib.training.image_folder import read_id_list, read_image_folder  # imports PyTorch
+
     validation = card.get("metrics", {}).get("validation", {})
     if "id_list" in validation:
-        lines = (dataset / "splits" / validation["id_list"]).read_text(encoding="utf-8").splitlines()
-        names = [Path(line.strip()) for line in lines if line.strip()]
-        return [name.stem if name.suffix.lower() in PICTURE_SUFFIXES else str(name) for name in names], \
-            validation["id_list"]
+        return read_id_list(validation["id_list"], read_image_folder(dataset)), validation["id_list"]
     split = json.loads((card_folder / card["training"]["split_file"]).read_text(encoding="utf-8"))
     return list(split["validation"]), card["training"]["split_file"]
 
