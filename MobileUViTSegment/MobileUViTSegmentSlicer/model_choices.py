@@ -45,17 +45,19 @@ class ModelList:
         if choice is None:
             return None
         if not fits_model_dims(choice.spatialDims, dimensions):
-            pictureModels = [f"'{other.title}'" for other in self.choices if other.spatialDims == 2]
-            advice = (f"choose a 2D model: {', '.join(pictureModels)}." if pictureModels
-                      else "no 2D model is installed.")
-            return f"'{choice.title}' needs a 3D volume, and the input is a single slice (a picture); {advice}"
+            return (f"'{choice.title}' needs a 3D volume, and the input is a single slice (a picture); "
+                    f"{self._modelsToChoose(2)}")
         if not fits_model_modality(choice.modality, dimensions, components):
-            volumeModels = [f"'{other.title}'" for other in self.choices if other.spatialDims == 3]
-            advice = (f"choose a 3D model: {', '.join(volumeModels)}." if volumeModels
-                      else "no 3D model is installed.")
             return (f"'{choice.title}' segments colour photographs one at a time, and the input is a grey volume of "
-                    f"{dimensions[2]} slices; {advice}")
+                    f"{dimensions[2]} slices; {self._modelsToChoose(3)}")
         return None
+
+    def _modelsToChoose(self, spatialDims: int) -> str:
+        """The advice ending a refusal: the installed models of ``spatialDims``, or that there are none."""
+        titles = [f"'{choice.title}'" for choice in self.choices if choice.spatialDims == spatialDims]
+        if titles:
+            return f"choose a {spatialDims}D model: {', '.join(titles)}."
+        return f"no {spatialDims}D model is installed."
 
 
 def formatTimings(timings: Mapping[str, Any]) -> str:
