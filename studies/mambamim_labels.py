@@ -6,7 +6,8 @@ U-ViT's on the same validation cases), the study runs, with the project's own co
 1. ``pretrain``: MambaMIM on the split's training images only, so the validation images stay unseen;
 2. four ``train`` runs of HyMamba-small, {from scratch, from the MambaMIM encoder} x {10 %, 100 % of the training
    labels} (``--label-fraction``; the 10 % cases are a seeded subset, the validation cases are the same), each with
-   the same number of optimisation steps (a 10 % run takes ten times the epochs), the final epoch kept;
+   the same number of optimisation steps and of warm-up steps (a 10 % run takes ten times the epochs), the final
+   epoch kept;
 3. ``evaluate`` of each on the split's validation cases, as for a shipped model;
 
 and writes the results JSON (default ``studies/results/mambamim_hippocampus.json``) that ``tools/readme_tables.py``
@@ -63,6 +64,26 @@ def epochs_for_equal_steps(full_epochs: int, train_cases: int, fraction: float, 
     return math.ceil(full_steps / math.ceil(label_count(train_cases, fraction) / batch_size))
 
 
+def recipe_with_equal_warmup(recipe_path: Path, train_cases: int, fraction: float, folder: Path) -> Path:
+    """The recipe a run on ``fraction`` of the labels trains with: its warm-up as many steps as the 100 % run's.
+
+    The trainer counts warm-up in epochs, and a 10 % epoch is a tenth of the steps, so with the recipe as it is the
+    10 % runs would warm up for a tenth of the steps and reach the full learning rate ten times sooner than the 100 %
+    runs; the comparison across label fractions would then confound labels with schedule. A run on all labels keeps
+    the recipe file itself.
+    """
+    recipe = _read_json(recipe_path)
+    training = recipe["training"]
+    warmup = epochs_for_equal_steps(training.get("warmup_epochs", 0), train_cases, fraction, training["batch_size"])
+    if fraction >= 1.0 or warmup == training.get("warmup_epochs", 0):
+        return recipe_path
+    training["warmup_epochs"] = warmup
+    folder.mkdir(parents=True, exist_ok=True)
+    derived = folder / recipe_path.name
+    derived.write_text(json.dumps(recipe, indent=1) + "\n", encoding="utf-8")
+    return derived
+
+
 def _cli(arguments: list[str], log) -> None:
     from MobileUViTSegmentLib.cli import main  # imports PyTorch; only when the study runs
 
@@ -100,7 +121,8 @@ def run_study(args: argparse.Namespace, log=print) -> dict:
         card = folder / f"{recipe['card']['id']}.card.json"
         epochs = epochs_for_equal_steps(args.epochs, train_cases, run.fraction, batch_size)
         if not card.is_file():
-            _cli(["train", str(args.data), "-o", str(folder), "--recipe", str(args.recipe), "--split", str(args.split),
+            run_recipe = recipe_with_equal_warmup(args.recipe, train_cases, run.fraction, folder)
+            _cli(["train", str(args.data), "-o", str(folder), "--recipe", str(run_recipe), "--split", str(args.split),
                   "--label-fraction", str(run.fraction), "--epochs", str(epochs),
                   "--validation-every", str(max(1, epochs // 4)),
                   *(["--init-weights", str(encoder)] if run.pretrained else []), *common], log)
@@ -163,7 +185,8 @@ def markdown(results: dict) -> str:
              f"cases of `{results['data']}` (`{results['split']}`, the split of `{COMPARED_MODEL}`). MambaMIM "
              f"pre-training: {pretraining['epochs']} epochs on the {pretraining['volumes']} training images "
              f"({pretraining['seconds'] / 3600:.1f} h; reconstruction loss {pretraining['first_loss']} -> "
-             f"{pretraining['last_loss']}). Every run has the same number of optimisation steps; figures are "
+             f"{pretraining['last_loss']}). Every run has the same number of optimisation steps and of warm-up "
+             "steps; figures are "
              "`evaluate` on the validation cases, final epoch.", "",
              "| HyMamba-small | labels | training cases | epochs (steps) | mean Dice | Dice per label | "
              "HD95 mm per label | training h |", "|---|---|---|---|---|---|---|---|"]

@@ -28,6 +28,17 @@ def test_equal_steps_give_a_smaller_label_fraction_proportionally_more_epochs():
     assert study.epochs_for_equal_steps(20, 166, 0.1, 2) == 185  # 20 x 83 steps over 9 steps an epoch, rounded up
 
 
+def test_a_smaller_label_fraction_warms_up_for_as_many_steps_as_the_run_on_all_labels(tmp_path):
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(json.dumps({"training": {"batch_size": 2, "warmup_epochs": 3, "epochs": 120}}), encoding="utf-8")
+    assert study.recipe_with_equal_warmup(recipe, 166, 1.0, tmp_path / "all") == recipe
+    derived = study.recipe_with_equal_warmup(recipe, 166, 0.1, tmp_path / "tenth")
+    assert derived.parent == tmp_path / "tenth"
+    assert json.loads(derived.read_text())["training"] == {"batch_size": 2, "warmup_epochs": 28, "epochs": 120}
+    assert json.loads(recipe.read_text())["training"]["warmup_epochs"] == 3  # the shared recipe is left as it was
+    # 28 epochs of 9 steps = 252 warm-up steps, the full run's 3 x 83 = 249 rounded up to whole epochs
+
+
 @pytest.fixture
 def small_study(hippocampus_dataset: Path, tmp_path: Path) -> list[str]:
     data = hippocampus_subset(hippocampus_dataset, CASES, tmp_path / "data")
