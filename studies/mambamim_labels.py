@@ -97,6 +97,12 @@ def _read_json(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def _log_by_epoch(path: Path) -> list[dict]:
+    """A JSON-lines training log in epoch order, one record an epoch (a resumed run may log an epoch twice)."""
+    by_epoch = {record["epoch"]: record for record in map(json.loads, path.read_text(encoding="utf-8").splitlines())}
+    return [by_epoch[epoch] for epoch in sorted(by_epoch)]
+
+
 def run_study(args: argparse.Namespace, log=print) -> dict:
     """Run (or resume) every stage and return the results (also written to ``args.results``)."""
     pretrain_recipe, recipe = _read_json(args.pretrain_recipe), _read_json(args.recipe)
@@ -111,9 +117,7 @@ def run_study(args: argparse.Namespace, log=print) -> dict:
               "--split", str(args.split), *(["--epochs", str(args.pretrain_epochs)] if args.pretrain_epochs else []),
               *common], log)
     pretraining = _read_json(encoder.with_name(f"{pretrain_recipe['id']}.encoder.json"))
-    by_epoch = {record["epoch"]: record for record in map(json.loads, (encoder.parent / "pretrain_log.jsonl")
-                                                           .read_text(encoding="utf-8").splitlines())}
-    pretrain_log = [by_epoch[epoch] for epoch in sorted(by_epoch)]  # a resumed run may log an epoch twice
+    pretrain_log = _log_by_epoch(encoder.parent / "pretrain_log.jsonl")
 
     rows = []
     for run in [Run(pretrained, fraction) for fraction in args.fractions for pretrained in (False, True)]:
@@ -130,7 +134,7 @@ def run_study(args: argparse.Namespace, log=print) -> dict:
         if not summary.is_file():
             _cli(["evaluate", str(args.data), "--model", str(card), "--split", str(args.split), "--subset",
                   "validation", "-o", str(summary.parent), *common], log)
-        rows.append(_row(run, _read_json(card), _read_json(summary), batch_size))
+        rows.append(_row(run, _read_json(card), _read_json(summary), batch_size, folder / "train_log.jsonl"))
 
     results = {
         "study": "MambaMIM pre-training vs from scratch, HyMamba-small, 10 % and 100 % of the training labels",
@@ -152,17 +156,30 @@ def run_study(args: argparse.Namespace, log=print) -> dict:
     return results
 
 
-def _row(run: Run, card: dict, summary: dict, batch_size: int) -> dict:
+def validation_curve(train_log: Path, steps_per_epoch: int) -> list[dict]:
+    """Validation mean Dice during a run, by optimisation step (a resumed run may log an epoch twice: the last counts).
+
+    The final figures alone cannot say whether pre-training makes a run learn sooner; the curve can, and runs on
+    different label fractions line up on steps, not epochs.
+    """
+    return [{"epoch": record["epoch"], "step": record["epoch"] * steps_per_epoch,
+             "mean_dice": round(record["validation_mean_dice"], 4)}
+            for record in _log_by_epoch(train_log) if "validation_mean_dice" in record]
+
+
+def _row(run: Run, card: dict, summary: dict, batch_size: int, train_log: Path) -> dict:
     training = card["training"]
+    steps_per_epoch = math.ceil(training["train_cases"] / batch_size)
     return {
         "run": run.name, "initialisation": "MambaMIM encoder" if run.pretrained else "from scratch",
         "label_fraction": run.fraction, "train_cases": training["train_cases"], "epochs": training["epochs_run"],
-        "steps": training["epochs_run"] * math.ceil(training["train_cases"] / batch_size),
+        "steps": training["epochs_run"] * steps_per_epoch,
         "training_seconds": round(training["seconds"]),
         "mean_dice": summary["mean_dice"],
         "dice_per_label": {name: figures["dice"]["mean"] for name, figures in summary["per_label"].items()},
         "hd95_mm_per_label": {name: figures["hd95"]["mean"] for name, figures in summary["per_label"].items()},
         "cases": summary["cases"],
+        "validation_curve": validation_curve(train_log, steps_per_epoch),
     }
 
 
@@ -189,18 +206,20 @@ def markdown(results: dict) -> str:
              "steps; figures are "
              "`evaluate` on the validation cases, final epoch.", "",
              "| HyMamba-small | labels | training cases | epochs (steps) | mean Dice | Dice per label | "
-             "HD95 mm per label | training h |", "|---|---|---|---|---|---|---|---|"]
+             "HD95 mm per label | validation Dice during training (step) | training h |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for row in results["runs"]:
         per_label = ", ".join(f"{value:.3f}" for value in row["dice_per_label"].values())
         hd95 = ", ".join(f"{value:.2f}" for value in row["hd95_mm_per_label"].values())
+        curve = " → ".join(f"{point['mean_dice']:.3f} ({point['step']})" for point in row.get("validation_curve", []))
         lines.append(f"| {row['initialisation']} | {row['label_fraction']:.0%} | {row['train_cases']} | "
                      f"{row['epochs']} ({row['steps']}) | **{row['mean_dice']:.3f}** | {per_label} | {hd95} | "
-                     f"{row['training_seconds'] / 3600:.1f} |")
+                     f"{curve} | {row['training_seconds'] / 3600:.1f} |")
     compared = results.get("compared")
     if compared and compared.get("mean_dice") is not None:
         per_label = ", ".join(f"{value:.3f}" for value in compared["dice_per_label"].values())
         lines.append(f"| Mobile U-ViT-3D-S (`{compared['model']}`, shipped) | 100% | {compared['train_cases']} | "
-                     f"{compared['epochs']} | **{compared['mean_dice']:.3f}** | {per_label} | | |")
+                     f"{compared['epochs']} | **{compared['mean_dice']:.3f}** | {per_label} | | | |")
     return "\n".join(lines)
 
 

@@ -39,6 +39,16 @@ def test_a_smaller_label_fraction_warms_up_for_as_many_steps_as_the_run_on_all_l
     # 28 epochs of 9 steps = 252 warm-up steps, the full run's 3 x 83 = 249 rounded up to whole epochs
 
 
+def test_the_validation_curve_is_by_step_and_a_resumed_epoch_counts_once(tmp_path):
+    log = tmp_path / "train_log.jsonl"
+    records = [{"epoch": 1, "loss": 1.0}, {"epoch": 2, "loss": 0.9, "validation_mean_dice": 0.5},
+               {"epoch": 2, "loss": 0.8, "validation_mean_dice": 0.61234},  # the same epoch again after a resume
+               {"epoch": 3, "loss": 0.7}, {"epoch": 4, "loss": 0.6, "validation_mean_dice": 0.7}]
+    log.write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
+    assert study.validation_curve(log, steps_per_epoch=9) == [{"epoch": 2, "step": 18, "mean_dice": 0.6123},
+                                                              {"epoch": 4, "step": 36, "mean_dice": 0.7}]
+
+
 @pytest.fixture
 def small_study(hippocampus_dataset: Path, tmp_path: Path) -> list[str]:
     data = hippocampus_subset(hippocampus_dataset, CASES, tmp_path / "data")
@@ -59,6 +69,7 @@ def test_the_study_runs_four_comparable_fine_tunes_and_resumes_without_rerunning
     assert [runs[name]["train_cases"] for name in ("scratch-25pct", "scratch-100pct")] == [1, 4]
     assert {row["steps"] for row in runs.values()} == {2}  # 1 epoch of 2 batches = 2 epochs of 1
     assert all(row["cases"] == 1 and 0 <= row["mean_dice"] <= 1 for row in runs.values())
+    assert all(row["validation_curve"][-1]["step"] == 2 for row in runs.values())  # validated at the last step
 
     encoder = json.loads((tmp_path / "runs" / "pretrain" / "tiny-mambamim.encoder.json").read_text())
     assert encoder["cases"] == CASES[:4]  # the validation case was never pre-trained on
