@@ -22,11 +22,12 @@ Importing this module does not import PyTorch (the README generator uses :func:`
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import math
 import os
+import statistics
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -111,7 +112,6 @@ def run_study(args: argparse.Namespace, log=print) -> dict:
     common = ["--device", args.device] + (["--threads", str(args.threads)] if args.threads else [])
 
     encoder = args.output / "pretrain" / f"{pretrain_recipe['id']}.encoder.safetensors"
-    started = time.time()
     if not encoder.is_file():
         _cli(["pretrain", str(args.data), "-o", str(encoder.parent), "--recipe", str(args.pretrain_recipe),
               "--split", str(args.split), *(["--epochs", str(args.pretrain_epochs)] if args.pretrain_epochs else []),
@@ -119,7 +119,7 @@ def run_study(args: argparse.Namespace, log=print) -> dict:
     pretraining = _read_json(encoder.with_name(f"{pretrain_recipe['id']}.encoder.json"))
     pretrain_log = _log_by_epoch(encoder.parent / "pretrain_log.jsonl")
 
-    rows = []
+    rows, case_dice = [], {}
     for run in [Run(pretrained, fraction) for fraction in args.fractions for pretrained in (False, True)]:
         folder = args.output / run.name
         card = folder / f"{recipe['card']['id']}.card.json"
@@ -135,6 +135,7 @@ def run_study(args: argparse.Namespace, log=print) -> dict:
             _cli(["evaluate", str(args.data), "--model", str(card), "--split", str(args.split), "--subset",
                   "validation", "-o", str(summary.parent), *common], log)
         rows.append(_row(run, _read_json(card), _read_json(summary), batch_size, folder / "train_log.jsonl"))
+        case_dice[run] = case_mean_dice(summary.parent / "per_case.csv")
 
     results = {
         "study": "MambaMIM pre-training vs from scratch, HyMamba-small, 10 % and 100 % of the training labels",
@@ -148,12 +149,36 @@ def run_study(args: argparse.Namespace, log=print) -> dict:
                         "first_loss": round(pretrain_log[0]["loss"], 4),
                         "last_loss": round(pretrain_log[-1]["loss"], 4)},
         "runs": rows,
+        "pretraining_effect": [paired_difference(fraction, case_dice[Run(False, fraction)],
+                                                 case_dice[Run(True, fraction)]) for fraction in args.fractions],
         "compared": _compared_model(),
-        "wall_seconds_this_call": round(time.time() - started),
     }
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
     return results
+
+
+def case_mean_dice(per_case_csv: Path) -> dict[str, float]:
+    """Each validation case's Dice averaged over its labels, from ``evaluate``'s per-case CSV (undefined skipped)."""
+    by_case: dict[str, list[float]] = {}
+    with per_case_csv.open(encoding="utf-8", newline="") as stream:
+        for row in csv.DictReader(stream):
+            if row["dice"]:
+                by_case.setdefault(row["case"], []).append(float(row["dice"]))
+    return {case: sum(values) / len(values) for case, values in by_case.items()}
+
+
+def paired_difference(fraction: float, scratch: dict[str, float], pretrained: dict[str, float]) -> dict:
+    """Pre-trained minus from scratch, case by case: whether a gap between two means is more than noise.
+
+    The runs see the same validation cases, so the per-case differences (not the two means) carry the comparison;
+    their standard error says how far apart the means could be by chance alone.
+    """
+    differences = [pretrained[case] - scratch[case] for case in sorted(scratch) if case in pretrained]
+    spread = statistics.stdev(differences) / math.sqrt(len(differences)) if len(differences) > 1 else 0.0
+    return {"label_fraction": fraction, "cases": len(differences),
+            "mean_difference": round(statistics.fmean(differences), 4), "standard_error": round(spread, 4),
+            "pretrained_better_cases": sum(difference > 0 for difference in differences)}
 
 
 def validation_curve(train_log: Path, steps_per_epoch: int) -> list[dict]:
@@ -215,11 +240,17 @@ def markdown(results: dict) -> str:
         lines.append(f"| {row['initialisation']} | {row['label_fraction']:.0%} | {row['train_cases']} | "
                      f"{row['epochs']} ({row['steps']}) | **{row['mean_dice']:.3f}** | {per_label} | {hd95} | "
                      f"{curve} | {row['training_seconds'] / 3600:.1f} |")
+    effects = [f"{effect['label_fraction']:.0%} of the labels {effect['mean_difference']:+.4f} "
+               f"± {effect['standard_error']:.4f} (better on {effect['pretrained_better_cases']} of "
+               f"{effect['cases']} cases)" for effect in results.get("pretraining_effect", [])]
     compared = results.get("compared")
     if compared and compared.get("mean_dice") is not None:
         per_label = ", ".join(f"{value:.3f}" for value in compared["dice_per_label"].values())
         lines.append(f"| Mobile U-ViT-3D-S (`{compared['model']}`, shipped) | 100% | {compared['train_cases']} | "
                      f"{compared['epochs']} | **{compared['mean_dice']:.3f}** | {per_label} | | | |")
+    if effects:
+        lines += ["", "MambaMIM encoder minus from scratch, paired over the validation cases (each case's Dice "
+                  "averaged over its labels; mean ± standard error): " + "; ".join(effects) + "."]
     return "\n".join(lines)
 
 

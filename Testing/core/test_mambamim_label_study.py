@@ -49,6 +49,17 @@ def test_the_validation_curve_is_by_step_and_a_resumed_epoch_counts_once(tmp_pat
                                                               {"epoch": 4, "step": 36, "mean_dice": 0.7}]
 
 
+def test_the_pretraining_effect_is_paired_case_by_case_over_the_labels_of_each_case(tmp_path):
+    rows = [("a", "anterior", "0.80"), ("a", "posterior", "0.90"), ("b", "anterior", "0.70"), ("b", "posterior", "")]
+    per_case = tmp_path / "per_case.csv"
+    per_case.write_text("case,label,dice,iou\n" + "".join(f"{c},{label},{dice},\n" for c, label, dice in rows),
+                        encoding="utf-8")
+    assert study.case_mean_dice(per_case) == pytest.approx({"a": 0.85, "b": 0.70})  # an undefined label is skipped
+    effect = study.paired_difference(0.1, {"a": 0.85, "b": 0.70, "c": 0.5}, {"a": 0.87, "b": 0.74})
+    assert effect == {"label_fraction": 0.1, "cases": 2, "mean_difference": 0.03, "standard_error": 0.01,
+                      "pretrained_better_cases": 2}  # differences 0.02 and 0.04: sd 0.0141 / sqrt(2)
+
+
 @pytest.fixture
 def small_study(hippocampus_dataset: Path, tmp_path: Path) -> list[str]:
     data = hippocampus_subset(hippocampus_dataset, CASES, tmp_path / "data")
@@ -88,4 +99,7 @@ def test_the_study_runs_four_comparable_fine_tunes_and_resumes_without_rerunning
     table = readme_tables.mambamim_study_table(tmp_path / "results.json")
     assert table.count("\n| from scratch |") == 2 and table.count("\n| MambaMIM encoder |") == 2
     assert "| 25% | 1 | 2 (2) |" in table and "Mobile U-ViT-3D-S (`hippocampus-mri`, shipped)" in table
+    assert [effect["label_fraction"] for effect in results["pretraining_effect"]] == [0.25, 1.0]
+    assert all(effect["cases"] == 1 for effect in results["pretraining_effect"])
+    assert "minus from scratch, paired over the validation cases" in table and "25% of the labels" in table
     assert "Not run yet" in readme_tables.mambamim_study_table(tmp_path / "absent.json")
