@@ -228,8 +228,7 @@ def markdown(results: dict) -> str:
              f"pre-training: {pretraining['epochs']} epochs on the {pretraining['volumes']} training images "
              f"({pretraining['seconds'] / 3600:.1f} h; reconstruction loss {pretraining['first_loss']} -> "
              f"{pretraining['last_loss']}). Every run has the same number of optimisation steps and of warm-up "
-             "steps; figures are "
-             "`evaluate` on the validation cases, final epoch.", "",
+             "steps; figures are `evaluate` on the validation cases, final epoch.", "",
              "| HyMamba-small | labels | training cases | epochs (steps) | mean Dice | Dice per label | "
              "HD95 mm per label | validation Dice during training (step) | training h |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -240,14 +239,14 @@ def markdown(results: dict) -> str:
         lines.append(f"| {row['initialisation']} | {row['label_fraction']:.0%} | {row['train_cases']} | "
                      f"{row['epochs']} ({row['steps']}) | **{row['mean_dice']:.3f}** | {per_label} | {hd95} | "
                      f"{curve} | {row['training_seconds'] / 3600:.1f} |")
-    effects = [f"{effect['label_fraction']:.0%} of the labels {effect['mean_difference']:+.4f} "
-               f"± {effect['standard_error']:.4f} (better on {effect['pretrained_better_cases']} of "
-               f"{effect['cases']} cases)" for effect in results.get("pretraining_effect", [])]
     compared = results.get("compared")
     if compared and compared.get("mean_dice") is not None:
         per_label = ", ".join(f"{value:.3f}" for value in compared["dice_per_label"].values())
         lines.append(f"| Mobile U-ViT-3D-S (`{compared['model']}`, shipped) | 100% | {compared['train_cases']} | "
                      f"{compared['epochs']} | **{compared['mean_dice']:.3f}** | {per_label} | | | |")
+    effects = [f"{effect['label_fraction']:.0%} of the labels {effect['mean_difference']:+.4f} "
+               f"± {effect['standard_error']:.4f} (better on {effect['pretrained_better_cases']} of "
+               f"{effect['cases']} cases)" for effect in results.get("pretraining_effect", [])]
     if effects:
         lines += ["", "MambaMIM encoder minus from scratch, paired over the validation cases (each case's Dice "
                   "averaged over its labels; mean ± standard error): " + "; ".join(effects) + "."]
