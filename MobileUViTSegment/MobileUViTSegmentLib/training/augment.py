@@ -2,14 +2,14 @@
 
 Spatial: pad to the patch, random crop, mirror only along the axes a recipe allows (left-right for the hippocampus,
 where anterior/posterior carry meaning), small rotations, scaling and shifts. Intensity: scale, shift, gamma and noise,
-as in the UNETR/nnU-Net recipes. 2D recipes follow the papers' protocol instead: ``rotate90`` (a random multiple of 90
-degrees in the first two axes, half of the time) and flips along both axes, nothing else (albumentations'
-RandomRotate90 + Flip, rebuilt with MONAI transforms: each axis flips independently with probability 0.5). Two
-opt-in steps, off unless a recipe sets their probability, imitate other devices where a model must meet them:
+as in the UNETR/nnU-Net recipes. The default 2D recipe follows the papers' protocol instead: ``rotate90`` (a random
+multiple of 90 degrees in the first two axes, half of the time) and flips along both axes, nothing else (albumentations'
+RandomRotate90 + Flip, rebuilt with MONAI transforms: each axis flips independently with probability 0.5). Two opt-in
+steps, off unless a recipe sets their probability, imitate other devices where a model must meet them:
 ``contrast_probability`` (contrast scaled by up to +-40 % around the picture's mean, the flatter or harsher image of
-another scanner) and ``blur_probability`` (a Gaussian blur of 0.5 to 2 pixels, softer or out-of-focus optics); both
-come from the picture-shift study, where a 2D model trained without them lost 0.06 to 0.11 Dice. Each epoch re-seeds
-the pipeline so a resumed run sees the same augmentations as an uninterrupted one.
+another scanner) and ``blur_probability`` (a Gaussian blur of 0.5 to 2 pixels, softer or out-of-focus optics); both come
+from the picture-shift study, where a 2D model trained without them lost 0.06 to 0.11 Dice. Each epoch re-seeds the
+pipeline so a resumed run sees the same augmentations as an uninterrupted one.
 """
 
 from __future__ import annotations
