@@ -20,10 +20,13 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 import SimpleITK as sitk
+
+if TYPE_CHECKING:  # the module stays torch-free for the README generator
+    from MobileUViTSegmentLib.training.image_folder import ImageFolderDataset
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPOSITORY / "studies" / "results"
@@ -81,12 +84,12 @@ def _half(image: sitk.Image, interpolator: int) -> sitk.Image:
                          image.GetDirection(), 0, image.GetPixelID())
 
 
-def write_shifted(dataset: Path, ids: list[str], shift: str, target: Path) -> Path:
+def write_shifted(pictures: ImageFolderDataset, ids: list[str], shift: str, target: Path) -> Path:
     """``target`` as a 2D dataset folder: the pictures of ``ids`` under ``shift``, their masks unchanged (on the
-    half-resolution grid: nearest-neighbour, binarised first where the mask is a JPEG), and ``splits/ids.txt``."""
-    from MobileUViTSegmentLib.training.image_folder import read_image_folder  # imports PyTorch: only when run
+    half-resolution grid: nearest-neighbour, binarised first where the mask is a JPEG), and ``splits/ids.txt``.
 
-    pictures = read_image_folder(dataset)
+    ``pictures`` is the dataset as :func:`read_image_folder` found it, read once by the caller for every shift."""
+    dataset = pictures.folder
     change = SHIFTS[shift][1]
     for sub in ("images", "masks", "splits"):
         (target / sub).mkdir(parents=True, exist_ok=True)
@@ -118,14 +121,14 @@ def write_shifted(dataset: Path, ids: list[str], shift: str, target: Path) -> Pa
     return target
 
 
-def held_out_ids(card: dict, card_folder: Path, dataset: Path) -> tuple[list[str], str]:
+def held_out_ids(card: dict, card_folder: Path, pictures: ImageFolderDataset) -> tuple[list[str], str]:
     """The card's held-out pictures and where they are listed: its recorded id list (in the dataset's ``splits/``),
     else the validation part of its split file."""
-    from MobileUViTSegmentLib.training.image_folder import read_id_list, read_image_folder  # imports PyTorch
+    from MobileUViTSegmentLib.training.image_folder import read_id_list  # imports PyTorch: only when run
 
     validation = card.get("metrics", {}).get("validation", {})
     if "id_list" in validation:
-        return read_id_list(validation["id_list"], read_image_folder(dataset)), validation["id_list"]
+        return read_id_list(validation["id_list"], pictures), validation["id_list"]
     split = json.loads((card_folder / card["training"]["split_file"]).read_text(encoding="utf-8"))
     return list(split["validation"]), card["training"]["split_file"]
 
@@ -133,10 +136,12 @@ def held_out_ids(card: dict, card_folder: Path, dataset: Path) -> tuple[list[str
 def run_study(args: argparse.Namespace) -> dict:
     from MobileUViTSegmentLib.catalog import Catalog  # only when the study runs
     from MobileUViTSegmentLib.cli import main
+    from MobileUViTSegmentLib.training.image_folder import read_image_folder
 
     model = Catalog().get(args.model)
     card = json.loads((model.folder / f"{model.id}.card.json").read_text(encoding="utf-8"))
-    ids, source = held_out_ids(card, model.folder, args.dataset)
+    pictures = read_image_folder(args.dataset)
+    ids, source = held_out_ids(card, model.folder, pictures)
     common = ["--model", args.model, "--device", args.device] + (["--threads", str(args.threads)]
                                                                  if args.threads else [])
     args.output.mkdir(parents=True, exist_ok=True)
@@ -147,7 +152,7 @@ def run_study(args: argparse.Namespace) -> dict:
         if shift == "original":
             folder, listing = args.dataset, original_listing
         else:
-            folder = write_shifted(args.dataset, ids, shift, args.output / shift)
+            folder = write_shifted(pictures, ids, shift, args.output / shift)
             listing = folder / "splits" / "ids.txt"
         evaluation = args.output / f"{shift}-evaluation"
         code = main(["evaluate", str(folder), "--id-list", str(listing), "-o", str(evaluation), *common])

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from MobileUViTSegmentLib.training.image_folder import read_image_folder
+
 REPOSITORY = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPOSITORY / "studies"))
 sys.path.insert(0, str(REPOSITORY / "tools"))
@@ -37,8 +39,9 @@ def small_busi(busi_dataset: Path, tmp_path: Path) -> Path:
 
 def test_every_shift_keeps_the_masks_on_the_pictures_grid_and_changes_what_it_says(small_busi, tmp_path):
     original = sitk.GetArrayFromImage(sitk.ReadImage(str(small_busi / "images" / f"{IDS[0]}.png"))).astype(float)
+    pictures = read_image_folder(small_busi)
     for shift in study.SHIFTS:
-        folder = study.write_shifted(small_busi, IDS, shift, tmp_path / shift)
+        folder = study.write_shifted(pictures, IDS, shift, tmp_path / shift)
         for name in IDS:
             picture = sitk.ReadImage(str(next((folder / "images").glob(f"{name}.*"))))
             mask = sitk.ReadImage(str(next((folder / "masks").glob(f"{name}.*"))))
