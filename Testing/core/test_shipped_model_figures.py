@@ -17,9 +17,7 @@ from MobileUViTSegmentLib.resources import models_dir
 BARS = {
     "hippocampus-mri": ("mean_dice", 0.85),  # spine issue: mean Dice on the validation cases
     "breast-ultrasound": ("mean_iou_at_patch_size", 0.70),  # papers' protocol on busi_val1: IoU per image at 256^2
-    # Issue 4 aims for Dice above 0.85; the shipped 40-epoch model reached 0.847 (README says so). This floor only
-    # catches a swapped or broken model; the reproduction test below pins the recorded figure itself.
-    "colon-polyp": ("mean_dice_at_patch_size", 0.84),
+    "colon-polyp": ("mean_dice_at_patch_size", 0.85),  # issue 4: Dice above 0.85 on the held-out fifth
 }
 TOLERANCE = 0.002  # CPU float reordering between machines; a retrained or swapped model moves far more
 
